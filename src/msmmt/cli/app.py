@@ -1,0 +1,104 @@
+"""The ``msmmt`` command: global options, shared state and error handling.
+
+Subcommands live in one module each (``synth``, ``preprocess``, ...) and register
+themselves on :data:`app`. Global options come before the subcommand::
+
+    msmmt --config cpu-small --set loss.alpha=0.2 --seed 1 loso --data CACHE --out runs/x
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from msmmt.config import Config, ConfigError, load_config
+
+app = typer.Typer(
+    name="msmmt",
+    help=(
+        "Facial micro-expression recognition with MSMMT, a multi-scale multi-modal "
+        "vision transformer over a dynamic image and an optical-flow/strain image of each clip.\n\n"
+        "Quick start: `msmmt demo` synthesises a small dataset, preprocesses it, runs "
+        "leave-one-subject-out evaluation and writes a report."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("msmmt")
+
+
+@dataclass
+class GlobalOptions:
+    config: str | None = None
+    out: Path | None = None
+    seed: int | None = None
+    device: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    verbosity: int = 0
+
+    def load(self, config: str | Path | None = None) -> Config:
+        """The run's config: ``config`` (or the global ``--config``), then ``--set``,
+        ``--seed`` and ``--device``. Raises :class:`ConfigError` with the key at fault."""
+        overrides = list(self.overrides)
+        if self.seed is not None:
+            overrides.append(f"seed={self.seed}")
+        if self.device is not None:
+            overrides.append(f"device={self.device}")
+        return load_config(config if config is not None else self.config, overrides)
+
+
+STATE = GlobalOptions()
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` to stderr and return an Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="Preset name (paper, cpu-small, demo) or YAML file."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory of the command.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config's).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu or cuda (overrides the config's).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set model.alpha=0.2 (repeatable)."),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    if device is not None and device not in {"auto", "cpu", "cuda"}:
+        raise fail(f"--device {device}: expected auto, cpu or cuda")
+    STATE.config, STATE.out, STATE.seed, STATE.device = config, out, seed, device
+    STATE.overrides = list(set_ or [])
+    STATE.verbosity = -1 if quiet else verbose
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def load_or_fail(config: str | Path | None = None) -> Config:
+    try:
+        return STATE.load(config)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+
+
+def output_dir(explicit: Path | None, default: str) -> Path:
+    """The command's output folder: its own ``--out``, else the global one, else ``default``."""
+    return Path(explicit or STATE.out or default)

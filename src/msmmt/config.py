@@ -1,0 +1,282 @@
+"""Typed configuration for every stage of msmmt.
+
+A run is described by one :class:`Config`, made of one section per stage
+(``data``, ``preprocess``, ``model``, ``loss``, ``train``, ``eval``). Sections are
+pydantic models that forbid unknown keys and check types, so a typo in a YAML
+preset or a ``--set`` override fails with an error naming the key.
+
+Presets live in ``src/msmmt/configs/*.yaml`` (also reachable as ``configs/`` at the
+repository root): ``paper`` (the paper's settings), ``cpu-small`` (a small ViT that
+trains on a 2-core CPU) and ``demo`` (the synthetic demo).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "AugmentConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "LossConfig",
+    "ModelConfig",
+    "PreprocessConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "list_presets",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Which samples to use and how their labels map to classes."""
+
+    class_set: Literal["composite", "casme2", "samm", "smic"] = "composite"
+    """Label set: ``composite`` is MEGC2019's positive / negative / surprise (CDE);
+    the others are the single-dataset (SDE) class sets of DESIGN.md."""
+    datasets: list[str] | None = None
+    """Keep only samples of these datasets (None keeps all)."""
+
+
+class PreprocessConfig(_Section):
+    """Clip -> (dynamic image, flow/strain image). See DESIGN.md "The method"."""
+
+    face_size: int = Field(224, ge=32)
+    """Side of the aligned square face crop, in pixels."""
+    face_margin: float = Field(0.1, ge=0.0, le=1.0)
+    """Margin around the landmarks' bounding box, as a fraction of its side."""
+    eye_distance: float = Field(0.3, gt=0.0, lt=1.0)
+    """Distance between the inner eye corners after alignment, as a fraction of face_size."""
+    align: bool = True
+    magnify: bool = True
+    magnify_alpha: float = Field(10.0, ge=0.0)
+    magnify_r1: float = Field(0.4, gt=0.0, lt=1.0)
+    magnify_r2: float = Field(0.05, gt=0.0, lt=1.0)
+    magnify_lambda_c: float = Field(16.0, gt=0.0)
+    magnify_levels: int = Field(4, ge=1)
+    dynamic_image: Literal["approximate", "ranksvm"] = "approximate"
+    image_size: int = Field(224, ge=16)
+    """Side of the cached modality images (texture and motion)."""
+
+
+class ModelConfig(_Section):
+    """The MSMMT network (DESIGN.md eqs 10-18)."""
+
+    backbone: str = "vit_base_patch16_224"
+    """Any timm ViT name; ``embed_dim``/``depth``/``num_heads``/``patch_size`` override it."""
+    pretrained: str | None = None
+    """None (random init), ``"timm"`` (the hub weights of ``backbone``, needs internet)
+    or a path to a local safetensors / .pth / .npz file."""
+    img_size: int = Field(224, ge=16)
+    """Base size m of the first scale."""
+    patch_size: int | None = Field(None, ge=1)
+    embed_dim: int | None = Field(None, ge=8)
+    depth: int | None = Field(None, ge=2)
+    num_heads: int | None = Field(None, ge=1)
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    scales: list[int] = Field(default_factory=lambda: [1, 2, 4])
+    """Down-sampling factors of the scales (m, m/2, m/4 for [1, 2, 4])."""
+    modalities: list[Literal["texture", "motion"]] = Field(
+        default_factory=lambda: ["texture", "motion"]
+    )
+    share_backbone: Literal["modality", "all", "scale"] = "modality"
+    """``modality``: one backbone per modality shared by its scales; ``all``: one
+    backbone for everything; ``scale``: one per (modality, scale)."""
+    patch_weighting: bool = True
+    """Attention-guided patch weighting before the last block (eqs 12-15)."""
+    rollout_residual: bool = False
+    """Add the identity to each G_l before renormalising (attention rollout)."""
+    detach_weights: bool = True
+    """Stop gradients through the patch weights g (as RAMS-Trans does)."""
+    fusion_hidden: int = Field(512, ge=1)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    proj_dim: int = Field(128, ge=1)
+    num_classes: int = Field(3, ge=2)
+
+    @model_validator(mode="after")
+    def _check_scales(self) -> ModelConfig:
+        if not self.scales or any(s < 1 for s in self.scales):
+            raise ValueError("scales must be a non-empty list of factors >= 1")
+        if len(set(self.scales)) != len(self.scales):
+            raise ValueError("scales must not repeat")
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError("modalities must be a non-empty list without repeats")
+        return self
+
+
+class LossConfig(_Section):
+    """L = (1 - alpha) L_con + alpha L_ce (DESIGN.md eqs 19-21)."""
+
+    alpha: float = Field(0.1, ge=0.0, le=1.0)
+    tau: float = Field(0.1, gt=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    class_weights: bool = False
+    """Weight the CE term by inverse class frequency of the training set."""
+    same_class_negatives: bool = True
+    """False: clips of the same class are not used as negatives in L_con."""
+
+
+class AugmentConfig(_Section):
+    """Applied identically to both images of a clip; a flip negates the flow's u."""
+
+    rotation: float = Field(10.0, ge=0.0)
+    """Maximum absolute rotation in degrees."""
+    flip: bool = True
+    scale: tuple[float, float] = (0.9, 1.1)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(5e-5, gt=0.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    warmup_epochs: int = Field(0, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float | None = Field(None, gt=0.0)
+    amp: bool = True
+    """Mixed precision on CUDA (ignored on CPU)."""
+    balanced_sampling: bool = False
+    deterministic: bool = False
+    num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class EvalConfig(_Section):
+    protocol: Literal["loso", "kfold"] = "loso"
+    k: int = Field(5, ge=2)
+    """Number of subject-grouped folds for ``kfold``."""
+    early_stopping: bool = False
+    """Stop on a validation split made of other (training) subjects, never the test one."""
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    patience: int = Field(5, ge=1)
+
+
+class Config(_Section):
+    """A whole run. ``seed`` and ``device`` apply to every stage."""
+
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _presets_dir() -> Path:
+    return Path(str(resources.files("msmmt") / "configs"))
+
+
+def list_presets() -> list[str]:
+    """Names of the built-in YAML presets."""
+    return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def _validate(raw: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    preset = _presets_dir() / f"{name_or_path}.yaml"
+    if not preset.is_file():
+        raise ConfigError(
+            f"{name_or_path}: neither a config file nor a preset "
+            f"(presets: {', '.join(list_presets())})"
+        )
+    return preset
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as YAML (``0.2`` -> float, ``[1,2]`` -> list, ``null``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a raw config dict (copied)."""
+    out = json.loads(json.dumps(raw))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. model.alpha=0.2")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item}: {part} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a preset name or YAML/JSON file, apply ``--set`` overrides and validate.
+
+    ``None`` gives the defaults (the paper's settings).
+    """
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if name_or_path is not None:
+        path = _resolve(name_or_path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        raw = loaded
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        source = f"{source} with --set overrides"
+    return _validate(raw, source)
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write ``config`` as YAML next to a run's outputs (atomically)."""
+    from msmmt.io import atomic_write_text
+
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return atomic_write_text(path, text)

@@ -1,0 +1,59 @@
+"""The one record every dataset reader produces.
+
+A :class:`Sample` is one micro-expression clip (or one pair of precomputed images).
+Frame indices (``onset``, ``apex``, ``offset``) are the dataset's own frame
+numbers, as written in its annotation sheet and file names; ``frame_numbers``
+holds the number of each path in ``frames`` (sorted by number, not by name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Sample", "DatasetError"]
+
+
+class DatasetError(ValueError):
+    """Bad input data; the message names the file (and row) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    dataset: str
+    """Dataset name: ``casme2``, ``samm``, ``smic``, ``synthetic``, ``precomputed``..."""
+    subject: str
+    """Subject id, unique across datasets (e.g. ``casme2/sub01``)."""
+    clip: str
+    """Clip id, unique within the subject (e.g. ``EP02_01f``)."""
+    label: str
+    """Emotion as the dataset names it, lower case (e.g. ``happiness``)."""
+    frames: tuple[Path, ...] = ()
+    frame_numbers: tuple[int, ...] = ()
+    video: Path | None = None
+    onset: int | None = None
+    apex: int | None = None
+    offset: int | None = None
+    apex_estimated: bool = False
+    """True when the annotation had no apex and ``apex`` is an estimate."""
+    texture_image: Path | None = None
+    """Precomputed texture image (dynamic image, or apex crop standing in for it)."""
+    motion_image: Path | None = None
+    """Precomputed 3-channel (u, v, strain) image."""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """Stable id of the sample: ``dataset/subject/clip``-like, file-name safe."""
+        return f"{self.subject}/{self.clip}".replace("\\", "/")
+
+    def frame_index(self, number: int) -> int:
+        """Position in ``frames`` of the frame with dataset number ``number``."""
+        try:
+            return self.frame_numbers.index(number)
+        except ValueError:
+            raise DatasetError(
+                f"{self.key}: frame {number} is not among the clip's frames "
+                f"({self.frame_numbers[0] if self.frame_numbers else '-'}.."
+                f"{self.frame_numbers[-1] if self.frame_numbers else '-'})"
+            ) from None

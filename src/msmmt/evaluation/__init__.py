@@ -1,0 +1,1 @@
+"""Leak-free evaluation: metrics, LOSO and grouped K-fold protocols, the fold runner, reports."""

@@ -1,0 +1,1 @@
+"""Clip preprocessing: face alignment, magnification, dynamic image, flow and strain, cache."""

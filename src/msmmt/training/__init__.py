@@ -1,0 +1,1 @@
+"""Training one model: data loading, augmentation, the optimisation loop, checkpoints."""
