@@ -1,15 +1,15 @@
 """68-point facial landmarks with dlib (frontal HOG detector + shape predictor).
 
 The predictor file ``shape_predictor_68_face_landmarks.dat`` ships with the
-``face-recognition-models`` package; it is found with :mod:`importlib.resources`
+``face-recognition-models`` package; it is found with :func:`importlib.util.find_spec`
 (that package's own helper imports ``pkg_resources``, which current setuptools
 no longer provides). Detector and predictor are loaded once per process.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,11 @@ RIGHT_INNER_EYE = 42
 
 def predictor_path() -> Path:
     """Path of dlib's 68-landmark model inside ``face_recognition_models``."""
-    path = resources.files("face_recognition_models") / "models" / "shape_predictor_68_face_landmarks.dat"
-    return Path(str(path))
+    # find_spec locates the package without running its __init__ (which imports pkg_resources).
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("face_recognition_models is not installed (pip install face-recognition-models)")
+    return Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
 
 
 @lru_cache(maxsize=1)
