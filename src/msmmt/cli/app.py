@@ -67,18 +67,29 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def main(
     config: Annotated[
         str | None,
-        typer.Option("--config", "-c", help="Preset name (paper, cpu-small, demo) or YAML file."),
+        typer.Option(
+            "--config", "-c", metavar="PRESET|FILE",
+            help="Preset name (paper, cpu-small, demo) or YAML file.",
+        ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory of the command.")
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Default output directory of commands."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (overrides the config's).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(metavar="INT", help="Random seed (overrides the config's).")
+    ] = None,
     device: Annotated[
-        str | None, typer.Option(help="auto, cpu or cuda (overrides the config's).")
+        str | None,
+        typer.Option(metavar="auto|cpu|cuda", help="Compute device (overrides the config's)."),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a config key, e.g. --set model.alpha=0.2 (repeatable)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a config key, e.g. --set loss.alpha=0.2 (repeatable).",
+        ),
     ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,

@@ -1,0 +1,47 @@
+"""The command line: every command explains itself; global options reach the config."""
+
+import pytest
+from typer.testing import CliRunner
+
+from msmmt.cli import app
+
+runner = CliRunner()
+
+
+def _commands():
+    import typer.main
+
+    return sorted(typer.main.get_command(app).commands)
+
+
+def test_top_level_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in _commands():
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", _commands())
+def test_every_subcommand_has_help(name):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and len(result.output.splitlines()) > 3
+
+
+def test_global_options_reach_the_config():
+    result = runner.invoke(app, ["--seed", "5", "--device", "cpu", "--set", "loss.alpha=0.3", "config", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "seed: 5" in result.output and "device: cpu" in result.output
+    assert "alpha: 0.3" in result.output
+
+
+def test_bad_config_key_is_a_clear_error():
+    result = runner.invoke(app, ["--set", "model.nope=1", "config", "demo"])
+    assert result.exit_code == 2
+    assert "model.nope: unknown key" in result.output
+
+
+def test_bad_device_is_rejected():
+    result = runner.invoke(app, ["--device", "tpu", "config"])
+    assert result.exit_code == 2
+    assert "--device tpu" in result.output

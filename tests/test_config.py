@@ -1,0 +1,76 @@
+"""Configuration: presets, overrides, and errors that name the key at fault."""
+
+import pytest
+import yaml
+
+from msmmt.config import Config, ConfigError, list_presets, load_config, save_config
+
+
+def test_presets_exist_and_validate():
+    assert {"paper", "cpu-small", "demo"} <= set(list_presets())
+    for name in list_presets():
+        assert isinstance(load_config(name), Config)
+
+
+def test_paper_preset_has_the_papers_settings():
+    cfg = load_config("paper")
+    assert cfg.model.backbone == "vit_base_patch16_224"
+    assert cfg.model.img_size == 224
+    assert cfg.model.scales == [1, 2, 4]
+    assert cfg.loss.alpha == pytest.approx(0.1)
+    assert cfg.train.lr == pytest.approx(5e-5)
+    assert cfg.train.weight_decay == pytest.approx(0.05)
+    assert (cfg.train.batch_size, cfg.train.epochs) == (16, 50)
+    assert cfg.preprocess.magnify_alpha == pytest.approx(10.0)
+
+
+def test_small_presets_keep_more_than_one_patch_at_the_coarsest_scale():
+    for name in ("cpu-small", "demo"):
+        m = load_config(name).model
+        assert m.img_size // max(m.scales) // m.patch_size >= 2, name
+
+
+def test_overrides_are_parsed_as_yaml_and_applied():
+    cfg = load_config("demo", ["loss.alpha=0.2", "model.scales=[1, 2]", "train.grad_clip=null"])
+    assert cfg.loss.alpha == pytest.approx(0.2)
+    assert cfg.model.scales == [1, 2]
+    assert cfg.train.grad_clip is None
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.alpha=0.2", "model.alpha"),
+        ("train.epochs=abc", "train.epochs"),
+        ("loss.alpha=1.5", "loss.alpha"),
+        ("nosuchsection.x=1", "nosuchsection"),
+        ("model.scales=[1, 1]", "model"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("demo", [override])
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(None, ["model.alpha"])
+
+
+def test_yaml_file_errors_name_file_and_key(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert str(f) in str(err.value) and "train.epoch" in str(err.value)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="preset"):
+        load_config("no-such-preset")
+
+
+def test_saved_config_loads_back_identically(tmp_path):
+    cfg = load_config("cpu-small", ["seed=7"])
+    path = save_config(cfg, tmp_path / "run" / "config.yaml")
+    assert load_config(path) == cfg
+    assert yaml.safe_load(path.read_text())["seed"] == 7
