@@ -1,0 +1,80 @@
+"""Shared helpers for the benchmark scripts: timing, machine info, result files.
+
+Every script prints a table and appends its rows to ``benchmarks/results/<name>.csv``
+with the machine, library versions and date, so runs on different days and
+machines can be compared. Optimisations are always timed against their baseline
+in the same run and reported as a ratio, since absolute times drift.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, str]:
+    import cv2
+    import numpy as np
+    import torch
+
+    return {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
+def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def record(name: str, rows: list[dict[str, object]]) -> Path:
+    """Print ``rows`` as a table and append them, with machine info, to results/<name>.csv."""
+    if not rows:
+        return RESULTS / f"{name}.csv"
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for r in rows:
+        print("  ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
+    info = machine()
+    path = RESULTS / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(info) + keys
+    new = not path.exists()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        for r in rows:
+            writer.writerow({**info, **{k: _fmt(v) for k, v in r.items()}})
+    print(f"-> {path}")
+    return path
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
