@@ -1,0 +1,112 @@
+"""Paired augmentation: the same geometric transform on both images, flips negate u."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from msmmt.config import AugmentConfig
+from msmmt.training.augment import AugmentParams, apply_pair, random_params, warp
+
+
+def _rand(shape, seed=0):
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _marker(h, w, row, col):
+    img = torch.zeros(3, h, w)
+    img[:, row, col] = 1.0
+    return img
+
+
+def _centroid(channel: torch.Tensor) -> tuple[float, float]:
+    """Intensity-weighted (row, col) centre of a 2-D map."""
+    ch = channel.double()
+    rows, cols = torch.meshgrid(
+        torch.arange(ch.shape[0], dtype=torch.float64), torch.arange(ch.shape[1], dtype=torch.float64), indexing="ij"
+    )
+    total = ch.sum()
+    return float((rows * ch).sum() / total), float((cols * ch).sum() / total)
+
+
+def test_identity_parameters_leave_images_unchanged():
+    tex, mot = _rand((3, 20, 28), 1), _rand((3, 20, 28), 2)
+    t2, m2 = apply_pair(tex, mot, AugmentParams(angle=0.0, scale=1.0, flip=False))
+    assert torch.allclose(t2, tex, atol=1e-5) and torch.allclose(m2, mot, atol=1e-5)
+
+
+def test_quarter_turn_matches_rot90_counter_clockwise():
+    img = _rand((3, 16, 16), 3)
+    out = warp(img, AugmentParams(angle=90.0))
+    assert torch.allclose(out, torch.rot90(img, 1, dims=(1, 2)), atol=1e-5)
+
+
+def test_flip_without_rotation_mirrors_the_picture():
+    img = _rand((3, 9, 12), 4)
+    out = warp(img, AugmentParams(flip=True))
+    assert torch.allclose(out, torch.flip(img, dims=(2,)), atol=1e-5)
+
+
+@pytest.mark.parametrize("angle,scale,flip", [(30.0, 1.0, False), (-20.0, 1.5, True), (0.0, 2.0, False)])
+def test_marker_lands_at_the_same_predicted_place_in_both_images(angle, scale, flip):
+    h, w, row, col = 41, 41, 14, 27
+    tex, mot = _marker(h, w, row, col), _marker(h, w, row, col)
+    t2, m2 = apply_pair(tex, mot, AugmentParams(angle=angle, scale=scale, flip=flip))
+    # Predicted position: centred (x right, y down), scale, turn counter-clockwise on screen, mirror.
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    x, y = (col - cx) * scale, (row - cy) * scale
+    a = math.radians(angle)
+    x, y = x * math.cos(a) + y * math.sin(a), -x * math.sin(a) + y * math.cos(a)
+    if flip:
+        x = -x
+    expected = (y + cy, x + cx)
+    got_t = _centroid(t2[1])
+    got_m = _centroid(m2[1])  # channel 1 (v) is not changed by the flip's sign rule
+    assert got_t == pytest.approx(got_m, abs=1e-6)
+    assert got_t == pytest.approx(expected, abs=0.1)
+
+
+def test_flip_negates_u_of_an_antisymmetric_field():
+    # u(x) = x about the centre (antisymmetric in x); v, strain arbitrary but even in x.
+    h, w = 10, 15
+    x = torch.linspace(-1, 1, w).expand(h, w)
+    u = -x  # a field pointing to the left on the right side
+    v = torch.rand(h, w, generator=torch.Generator().manual_seed(5))
+    v = (v + torch.flip(v, dims=(1,))) / 2
+    s = (u - u.min()) / (u.max() - u.min())
+    motion = torch.stack([s, v, v.clone()])
+    _, flipped = apply_pair(torch.zeros(3, h, w), motion, AugmentParams(flip=True))
+    # Mirroring an antisymmetric u gives -u at the same pixel: its scaled image is 1 - s,
+    # i.e. the mirrored flipped field equals the original scaled field's negation.
+    neg = -u
+    neg_scaled = (neg - neg.min()) / (neg.max() - neg.min())
+    assert torch.allclose(flipped[0], torch.flip(neg_scaled, dims=(1,)), atol=1e-5)
+    # antisymmetric u: mirror(-u) == u, so the flipped image's u equals the original
+    assert torch.allclose(flipped[0], s, atol=1e-5)
+    assert torch.allclose(flipped[1], v, atol=1e-5) and torch.allclose(flipped[2], v, atol=1e-5)
+
+
+def test_flip_maps_a_generic_u_channel_to_one_minus_its_mirror():
+    motion = _rand((3, 8, 11), 6)
+    texture = _rand((3, 8, 11), 7)
+    t2, m2 = apply_pair(texture, motion, AugmentParams(flip=True))
+    mirror = torch.flip(motion, dims=(2,))
+    assert torch.allclose(m2[0], 1.0 - mirror[0], atol=1e-5)
+    assert torch.allclose(m2[1:], mirror[1:], atol=1e-5)
+    assert torch.allclose(t2, torch.flip(texture, dims=(2,)), atol=1e-5)
+
+
+def test_random_params_stay_in_range_and_follow_the_generator():
+    cfg = AugmentConfig(rotation=10.0, flip=True, scale=(0.9, 1.1))
+    draws = [random_params(cfg, torch.Generator().manual_seed(i)) for i in range(200)]
+    angles = np.array([d.angle for d in draws])
+    scales = np.array([d.scale for d in draws])
+    flips = np.array([d.flip for d in draws])
+    assert angles.min() >= -10 and angles.max() <= 10 and angles.min() < -8 and angles.max() > 8
+    assert scales.min() >= 0.9 and scales.max() <= 1.1
+    assert 0.3 < flips.mean() < 0.7
+    again = random_params(cfg, torch.Generator().manual_seed(3))
+    assert again == draws[3]
+    no_flip = AugmentConfig(rotation=0.0, flip=False, scale=(1.0, 1.0))
+    assert random_params(no_flip, torch.Generator().manual_seed(0)) == AugmentParams(0.0, 1.0, False)
