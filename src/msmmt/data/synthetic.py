@@ -1,0 +1,504 @@
+"""Synthetic micro-expression clips in the CASME II layout (``msmmt synth``).
+
+The built-in data of the demo and the tests. Every clip starts from one real face
+photograph that ships with scikit-image (``skimage.data.astronaut()``), whose 68 dlib
+landmarks are found once per process. Each synthetic *subject* is a new identity
+made from it: a random similarity transform (rotation, scale, shift, optional
+mirroring), a smooth random shape warp, gamma, skin tone and an illumination
+gradient. Each *clip* deforms that neutral face with an AU-like displacement field
+centred on landmark groups, following a raised-cosine onset -> apex -> offset
+profile, plus head jitter, flicker and sensor noise, so that a single frame says
+little and motion is the cue.
+
+Geometry. With output pixel p, the subject's neutral face is
+``N(p) = src(A^-1 (p + W(p)))`` (A: source -> output similarity, W: smooth shape warp,
+a backward map). Frame t of a clip is ``I_t(p) = N(p - peak * s(t) * F(p) - j_t)``, where
+``F(p) = sum_k v_k exp(-|p - c_k|^2 / (2 sigma_k^2))`` is the expression's field
+(Gaussian bumps at landmarks c_k with face-relative directions v_k) scaled to a
+maximum magnitude of 1, ``s(t)`` the temporal profile and ``j_t`` a sub-pixel head
+jitter. To first order a point at p in the onset frame moves to
+``p + peak * s(t) * F(p)``, so the flow from onset to apex is ``peak * F``.
+
+Classes (MEGC2019 composite; emotion and action units as CASME II codes them):
+
+- positive (``happiness``, AU 12): lip corners 48 / 54 up and outward;
+- negative (``disgust`` or ``repression``, AU 4+15): inner brows 21 / 22 down and
+  together, lip corners down;
+- surprise (``surprise``, AU 1+2+26): brows 17-26 up, jaw 6-10 and lower lip 56-58 down.
+
+Layout written by :func:`generate`: ``OUT/sub01/EP01_01/img1.jpg ... imgN.jpg``, the
+coding sheet ``OUT/CASME2-coding-synthetic.xlsx`` (columns as CASME II's) and
+``OUT/synthetic.json`` (settings, per-clip parameters, each subject's landmarks).
+Every clip draws from its own generator seeded by (seed, subject, clip), so a clip
+does not depend on which others are generated, and one seed gives byte-identical
+frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from msmmt.io import atomic_path, atomic_write_json
+
+__all__ = [
+    "CLASSES",
+    "COLUMNS",
+    "Expression",
+    "Identity",
+    "SHEET_NAME",
+    "SynthSettings",
+    "expression_field",
+    "generate",
+    "make_identity",
+    "render_clip",
+    "template_face",
+    "temporal_profile",
+]
+
+SHEET_NAME = "CASME2-coding-synthetic.xlsx"
+META_NAME = "synthetic.json"
+COLUMNS = (
+    "Subject",
+    "Filename",
+    "OnsetFrame",
+    "ApexFrame",
+    "OffsetFrame",
+    "Action Units",
+    "Estimated Emotion",
+)
+CLASSES = ("positive", "negative", "surprise")
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """Ranges the generator draws from (pixels are at the output resolution)."""
+
+    peak_px: tuple[float, float] = (0.5, 3.0)
+    """Peak displacement of the expression, drawn uniformly per clip."""
+    motion_frames: tuple[int, int] = (20, 60)
+    """Frames from onset to offset (inclusive of neither end's neighbours)."""
+    apex_fraction: tuple[float, float] = (0.35, 0.6)
+    """Position of the apex between onset and offset."""
+    lead_frames: tuple[int, int] = (0, 4)
+    """Neutral frames before the onset and after the offset (each end drawn separately)."""
+    jitter_px: float = 0.15
+    """Standard deviation of the head jitter (a smoothed random walk), per axis."""
+    flicker: float = 0.01
+    """Standard deviation of the per-frame relative brightness change."""
+    noise_std: tuple[float, float] = (1.0, 2.5)
+    """Sensor noise (grey levels), drawn per clip."""
+    rotation_deg: float = 8.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.04
+    """Maximum shift of the face, as a fraction of the output size."""
+    shape_warp: float = 0.04
+    """Amplitude of the random shape warp, as a fraction of the inter-ocular distance."""
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One class: its emotion(s), action units and landmark motions.
+
+    ``motions``: (landmark indices, up, outward, sigma) tuples; ``up`` and ``outward``
+    are the components of the motion along the face's own axes (up = from mouth to
+    eyes; outward = away from the face's vertical midline), sigma is the Gaussian's
+    width as a fraction of the inter-ocular distance.
+    """
+
+    name: str
+    emotions: tuple[str, ...]
+    action_units: str
+    motions: tuple[tuple[tuple[int, ...], float, float, float], ...]
+
+
+EXPRESSIONS: dict[str, Expression] = {
+    "positive": Expression("positive", ("happiness",), "12", (((48, 54), 0.8, 0.6, 0.2),)),
+    "negative": Expression(
+        "negative",
+        ("disgust", "repression"),
+        "4+15",
+        (((21, 22), -0.7, -0.7, 0.2), ((48, 54), -1.0, 0.0, 0.2)),
+    ),
+    "surprise": Expression(
+        "surprise",
+        ("surprise",),
+        "1+2+26",
+        (
+            (tuple(range(17, 27)), 1.0, 0.0, 0.15),
+            (tuple(range(6, 11)), -1.0, 0.0, 0.25),
+            ((56, 57, 58), -1.0, 0.0, 0.2),
+        ),
+    ),
+}
+
+# Index permutation of the 68-point scheme under a horizontal mirror.
+_MIRROR = np.array(
+    list(range(16, -1, -1))
+    + list(range(26, 16, -1))
+    + [27, 28, 29, 30]
+    + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
+    + [64, 63, 62, 61, 60, 67, 66, 65]
+)
+
+
+@lru_cache(maxsize=1)
+def template_face() -> tuple[np.ndarray, np.ndarray]:
+    """The source photograph (512 x 512 x 3 float32 RGB in [0, 255]) and its (68, 2) landmarks."""
+    from skimage.data import astronaut
+
+    from msmmt.preprocess.landmarks import detect_landmarks
+
+    image = astronaut()
+    landmarks = detect_landmarks(image)
+    if landmarks is None:
+        raise RuntimeError("dlib found no face in skimage.data.astronaut(); check the dlib install")
+    image = image.astype(np.float32)
+    image.setflags(write=False)
+    landmarks.setflags(write=False)
+    return image, landmarks
+
+
+def _eye_distance(landmarks: np.ndarray) -> float:
+    return float(np.linalg.norm(landmarks[36:42].mean(0) - landmarks[42:48].mean(0)))
+
+
+def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit ``up`` vector (mouth -> eyes), a unit vector across the face, and the face's centre."""
+    eyes = landmarks[36:48].mean(0)
+    mouth = landmarks[48:68].mean(0)
+    up = (eyes - mouth) / np.linalg.norm(eyes - mouth)
+    across = np.array([-up[1], up[0]])
+    return up, across, (eyes + mouth) / 2
+
+
+def _gaussian_field(
+    size: int, centres: np.ndarray, vectors: np.ndarray, sigmas: np.ndarray
+) -> np.ndarray:
+    """``sum_k v_k exp(-|p - c_k|^2 / (2 sigma_k^2))`` on a size x size grid -> (size, size, 2)."""
+    grid = np.arange(size, dtype=np.float32)
+    field = np.zeros((size, size, 2), np.float32)
+    for (cx, cy), v, s in zip(centres, vectors, sigmas, strict=True):
+        gx = np.exp(-((grid - cx) ** 2) / (2 * s * s)).astype(np.float32)
+        gy = np.exp(-((grid - cy) ** 2) / (2 * s * s)).astype(np.float32)
+        bump = np.outer(gy, gx)
+        field[..., 0] += v[0] * bump
+        field[..., 1] += v[1] * bump
+    return field
+
+
+def expression_field(landmarks: np.ndarray, expression: str, size: int) -> np.ndarray:
+    """The expression's displacement field F (size, size, 2) as (dx, dy), max |F| = 1.
+
+    Gaussian bumps at the expression's landmarks (``landmarks``: (68, 2) (x, y) in
+    output pixels) with face-relative directions; see :data:`EXPRESSIONS`.
+    """
+    spec = EXPRESSIONS[expression]
+    up, across, centre = _face_axes(landmarks)
+    eye = _eye_distance(landmarks)
+    centres, vectors, sigmas = [], [], []
+    for points, up_c, out_c, sigma in spec.motions:
+        for i in points:
+            side = np.sign(np.dot(landmarks[i] - centre, across))
+            vectors.append(up_c * up + out_c * side * across)
+            centres.append(landmarks[i])
+            sigmas.append(sigma * eye)
+    field = _gaussian_field(size, np.array(centres), np.array(vectors), np.array(sigmas))
+    return field / np.sqrt((field**2).sum(-1)).max()
+
+
+def temporal_profile(n_frames: int, onset: int, apex: int, offset: int) -> np.ndarray:
+    """Raised-cosine profile s(t) over frame indices 0..n_frames-1.
+
+    s = 0 up to ``onset``, ``(1 - cos(pi (t - onset) / (apex - onset))) / 2`` up to the
+    apex (s = 1), the mirror image down to 0 at ``offset``, 0 after.
+    """
+    if not 0 <= onset < apex < offset < n_frames:
+        raise ValueError(f"need 0 <= onset < apex < offset < n_frames, got {onset, apex, offset, n_frames}")
+    t = np.arange(n_frames, dtype=np.float64)
+    rise = (1 - np.cos(np.pi * np.clip((t - onset) / (apex - onset), 0, 1))) / 2
+    fall = (1 - np.cos(np.pi * np.clip((offset - t) / (offset - apex), 0, 1))) / 2
+    return np.where(t <= apex, rise, fall)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One synthetic subject: how output pixels map into the source photo, and its looks."""
+
+    size: int
+    inverse: np.ndarray
+    """2 x 3 affine from output to source coordinates (A^-1)."""
+    warp: np.ndarray
+    """(size, size, 2) backward shape warp W, in output pixels."""
+    source: np.ndarray
+    """The source photo after this subject's gamma and skin tone (float32)."""
+    illumination: np.ndarray
+    """(size, size, 1) multiplicative illumination gradient."""
+    landmarks: np.ndarray
+    """(68, 2) landmarks of the neutral face in output pixels (dlib's index convention)."""
+
+    def source_coords(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source-photo coordinates of the neutral face's points (x, y): A^-1 (q + W(q))."""
+        w = cv2.remap(self.warp, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        qx, qy = x + w[..., 0], y + w[..., 1]
+        a = self.inverse
+        return (
+            (a[0, 0] * qx + a[0, 1] * qy + a[0, 2]).astype(np.float32),
+            (a[1, 0] * qx + a[1, 1] * qy + a[1, 2]).astype(np.float32),
+        )
+
+
+def _sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a (H, W, C) field at (N, 2) (x, y) points."""
+    xy = points.astype(np.float32).reshape(1, -1, 2)
+    out = cv2.remap(field, xy[..., 0], xy[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(len(points), -1)
+
+
+def make_identity(rng: np.random.Generator, size: int, settings: SynthSettings | None = None) -> Identity:
+    """Draw a new subject from the template face (see the module docstring for A and W)."""
+    st = settings or SynthSettings()
+    image, lm_src = template_face()
+    lo, hi = lm_src.min(0), lm_src.max(0)
+    centre_src = (lo + hi) / 2 - np.array([0.0, 0.1 * (hi[1] - lo[1])])
+    base_scale = size / (2.2 * (hi - lo).max())
+
+    angle = np.deg2rad(rng.uniform(-st.rotation_deg, st.rotation_deg))
+    scale = base_scale * rng.uniform(*st.scale)
+    shift = rng.uniform(-st.shift, st.shift, 2) * size
+    mirror = rng.random() < 0.5
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    if mirror:
+        rot = np.diag([-1.0, 1.0]) @ rot
+    forward = np.hstack([rot, (size / 2 + shift - rot @ centre_src)[:, None]])
+    inverse = cv2.invertAffineTransform(forward)
+    lm_affine = lm_src @ forward[:, :2].T + forward[:, 2]
+
+    eye = _eye_distance(lm_affine)
+    coarse = rng.normal(0.0, st.shape_warp * eye, (5, 5, 2)).astype(np.float32)
+    warp = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    # Feature-specific changes: eye spacing, mouth width, nose length, face length and width.
+    groups = [range(36, 42), range(42, 48), (48,), (54,), range(30, 36), range(6, 11), (3, 4), (12, 13)]
+    centres = np.array([lm_affine[list(g)].mean(0) for g in groups])
+    vectors = rng.normal(0.0, 1.5 * st.shape_warp * eye, (len(groups), 2))
+    warp += _gaussian_field(size, centres, vectors, np.full(len(groups), 0.3 * eye))
+
+    # Landmarks of the neutral face: solve p + W(p) = A l for p by fixed-point iteration.
+    landmarks = lm_affine.copy()
+    for _ in range(8):
+        landmarks = lm_affine - _sample(warp, landmarks)
+    if mirror:
+        landmarks = landmarks[_MIRROR]
+
+    gamma = rng.uniform(0.8, 1.25)
+    tone = rng.uniform(0.75, 1.15) * (1 + rng.uniform(-0.12, 0.12, 3))
+    source = (255.0 * (image / 255.0) ** gamma * tone).astype(np.float32)
+    direction = rng.normal(size=2)
+    direction /= np.linalg.norm(direction)
+    grid = (np.arange(size, dtype=np.float32) - size / 2) / size
+    ramp = direction[0] * grid[None, :] + direction[1] * grid[:, None]
+    illumination = (1 + rng.uniform(0.0, 0.5) * ramp)[..., None].astype(np.float32)
+    return Identity(size, inverse, warp, source, illumination, landmarks)
+
+
+def _smooth_walk(rng: np.random.Generator, n: int, std: float) -> np.ndarray:
+    """(n, 2) smoothed random walk with per-axis standard deviation about ``std``."""
+    steps = rng.normal(0.0, 1.0, (n + 8, 2))
+    kernel = np.hanning(9)
+    smooth = np.stack([np.convolve(steps[:, i], kernel, "valid") for i in range(2)], 1)
+    smooth -= smooth.mean(0)
+    return std * smooth / max(smooth.std(), 1e-9)
+
+
+def render_clip(
+    identity: Identity,
+    field: np.ndarray,
+    displacement: np.ndarray,
+    rng: np.random.Generator,
+    settings: SynthSettings | None = None,
+    clean: bool = False,
+) -> np.ndarray:
+    """Frames ``I_t(p) = N(p - displacement[t] * field(p) - j_t)`` -> (T, S, S, 3) uint8 RGB.
+
+    ``displacement``: (T,) peak displacement in pixels per frame (``peak * s(t)``);
+    ``field``: (S, S, 2) with max norm 1. ``clean=True`` leaves out jitter, flicker
+    and noise (the frames are then the exact deformation, up to 8-bit rounding).
+    """
+    st = settings or SynthSettings()
+    size = identity.size
+    n = len(displacement)
+    grid = np.arange(size, dtype=np.float32)
+    gx, gy = np.meshgrid(grid, grid)
+    if clean:
+        jitter, gain, offset, noise_std = np.zeros((n, 2)), np.ones(n), np.zeros(n), 0.0
+    else:
+        jitter = _smooth_walk(rng, n, st.jitter_px)
+        gain = 1 + rng.normal(0.0, st.flicker, n)
+        offset = rng.normal(0.0, 1.0, n)
+        noise_std = rng.uniform(*st.noise_std)
+    frames = np.empty((n, size, size, 3), np.uint8)
+    for t in range(n):
+        d = np.float32(displacement[t])
+        x = gx - d * field[..., 0] - np.float32(jitter[t, 0])
+        y = gy - d * field[..., 1] - np.float32(jitter[t, 1])
+        sx, sy = identity.source_coords(x, y)
+        frame = cv2.remap(identity.source, sx, sy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        frame *= identity.illumination * np.float32(gain[t])
+        frame += np.float32(offset[t])
+        if noise_std > 0:
+            frame += np.float32(noise_std) * rng.standard_normal(frame.shape, dtype=np.float32)
+        np.clip(frame, 0, 255, out=frame)
+        frames[t] = np.rint(frame)
+    return frames
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One clip's drawn parameters (frame numbers are 1-based, as in the spreadsheet)."""
+
+    subject: int
+    clip: str
+    expression: str
+    emotion: str
+    action_units: str
+    peak_px: float
+    n_frames: int
+    onset: int
+    apex: int
+    offset: int
+
+
+def _draw_clip(rng: np.random.Generator, subject: int, name: str, expression: str, st: SynthSettings) -> ClipSpec:
+    spec = EXPRESSIONS[expression]
+    motion = int(rng.integers(st.motion_frames[0], st.motion_frames[1] + 1))
+    lead = rng.integers(st.lead_frames[0], st.lead_frames[1] + 1, 2)
+    onset = int(lead[0]) + 1
+    offset = onset + motion - 1
+    apex = onset + int(np.clip(round(rng.uniform(*st.apex_fraction) * (motion - 1)), 1, motion - 2))
+    return ClipSpec(
+        subject=subject,
+        clip=name,
+        expression=expression,
+        emotion=str(rng.choice(spec.emotions)),
+        action_units=spec.action_units,
+        peak_px=float(rng.uniform(*st.peak_px)),
+        n_frames=offset + int(lead[1]),
+        onset=onset,
+        apex=apex,
+        offset=offset,
+    )
+
+
+def _write_clip(frames: np.ndarray, folder: Path, quality: int) -> None:
+    """Write ``img1.jpg``... into a temporary folder, then rename it onto ``folder``."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for i, frame in enumerate(frames, start=1):
+            ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if not ok:
+                raise OSError(f"{folder}: JPEG encoding of frame {i} failed")
+            (tmp / f"img{i}.jpg").write_bytes(buf.tobytes())
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _previous_folders(out_dir: Path) -> list[Path]:
+    """Subject folders of a synthetic set already in ``out_dir`` (to be replaced)."""
+    meta = out_dir / META_NAME
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return []
+    if not meta.is_file():
+        raise FileExistsError(
+            f"{out_dir}: folder is not empty and holds no {META_NAME}; "
+            "choose an empty folder (or a previous synthetic set to overwrite)"
+        )
+    previous = json.loads(meta.read_text())
+    return [out_dir / name for name in previous.get("landmarks", {})]
+
+
+def generate(
+    out_dir: str | Path,
+    subjects: int = 8,
+    clips_per_subject: int = 6,
+    seed: int = 0,
+    size: int = 256,
+    clean: bool = False,
+    settings: SynthSettings | None = None,
+    progress: bool = False,
+) -> Path:
+    """Write a synthetic CASME II-style set to ``out_dir``; return the coding sheet's path.
+
+    ``subjects`` identities with ``clips_per_subject`` clips each, classes balanced
+    within each subject (a seeded permutation of positive / negative / surprise, taken
+    round-robin). ``clean=True`` leaves out jitter, flicker and noise. A previous
+    synthetic set in ``out_dir`` is replaced; any other non-empty folder is refused.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    if subjects < 1 or clips_per_subject < 1:
+        raise ValueError(f"need at least one subject and one clip, got {subjects} x {clips_per_subject}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if size < 160:
+        raise ValueError(f"size must be >= 160 px for dlib to find the faces reliably, got {size}")
+    st = settings or SynthSettings()
+    out_dir = Path(out_dir)
+    for folder in _previous_folders(out_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    rows, clips, landmarks = [], [], {}
+    bar = tqdm(total=subjects * clips_per_subject, desc="synth", unit="clip", disable=not progress)
+    for s in range(1, subjects + 1):
+        sub = f"sub{s:02d}"
+        identity = make_identity(np.random.default_rng([seed, s, 0]), size, st)
+        landmarks[sub] = np.round(identity.landmarks, 3).tolist()
+        order = np.random.default_rng([seed, s, 1]).permutation(len(CLASSES))
+        fields = {}
+        for c in range(clips_per_subject):
+            rng = np.random.default_rng([seed, s, 2, c])
+            expression = CLASSES[order[c % len(CLASSES)]]
+            spec = _draw_clip(rng, s, f"EP{c + 1:02d}_01", expression, st)
+            if expression not in fields:
+                fields[expression] = expression_field(identity.landmarks, expression, size)
+            profile = temporal_profile(spec.n_frames, spec.onset - 1, spec.apex - 1, spec.offset - 1)
+            frames = render_clip(identity, fields[expression], spec.peak_px * profile, rng, st, clean)
+            _write_clip(frames, out_dir / sub / spec.clip, st.jpeg_quality)
+            rows.append((s, spec.clip, spec.onset, spec.apex, spec.offset, spec.action_units, spec.emotion))
+            clips.append(asdict(spec))
+            bar.update()
+    bar.close()
+
+    sheet = out_dir / SHEET_NAME
+    with atomic_path(sheet) as tmp:
+        pd.DataFrame(rows, columns=list(COLUMNS)).to_excel(tmp, index=False, engine="openpyxl")
+    meta = {
+        "generator": "msmmt synth",
+        "seed": seed,
+        "subjects": subjects,
+        "clips_per_subject": clips_per_subject,
+        "size": size,
+        "clean": clean,
+        "settings": asdict(st),
+        "clips": clips,
+        "landmarks": landmarks,
+    }
+    atomic_write_json(out_dir / META_NAME, meta)
+    return sheet
