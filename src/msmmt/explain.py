@@ -1,0 +1,100 @@
+"""Which facial regions drove a decision: MSMMT's patch weights drawn over the face.
+
+The weights are eq 14's g (attention rollout of the first L-1 blocks, averaged over
+query tokens, divided by its max), one value in [0, 1] per patch, for each modality
+and scale (``MSMMTOutput.patch_weights``, keys ``"texture@1"``, ``"motion@4"``...).
+At scale s the modality image of base size m is resized to m / s and cut into p x p
+patches, so one patch covers p s / m of the image side; a grid padded to a whole
+number of patches (timm ``dynamic_img_pad``) runs past the image's right and bottom
+edges, and that part is cropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from msmmt.io import atomic_path
+
+__all__ = ["draw_patch_weights", "patch_heatmap", "split_key"]
+
+
+def split_key(key: str) -> tuple[str, int]:
+    """``"motion@4"`` -> ``("motion", 4)``."""
+    modality, _, scale = key.partition("@")
+    if not scale.isdigit():
+        raise ValueError(f"patch-weight key {key!r}: expected MODALITY@SCALE")
+    return modality, int(scale)
+
+
+def patch_heatmap(weights: np.ndarray, size: int, cell: float) -> np.ndarray:
+    """Expand a (grid_h, grid_w) weight grid to a size x size map; each patch is a
+    ``cell``-pixel square starting at the top-left corner (the padded remainder is cut)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 2 or cell <= 0:
+        raise ValueError(f"expected a 2-D weight grid and a positive cell, got {w.shape}, {cell}")
+    idx = (np.arange(size) + 0.5) / cell
+    rows = np.minimum(idx.astype(int), w.shape[0] - 1)
+    cols = np.minimum(idx.astype(int), w.shape[1] - 1)
+    return w[np.ix_(rows, cols)]
+
+
+def draw_patch_weights(
+    face: np.ndarray,
+    images: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray],
+    patch_size: int,
+    img_size: int,
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Save a grid: one row per modality, its image then one heat-map overlay per scale.
+
+    ``face``: the aligned face (S x S x 3 uint8) the modality images were cut from;
+    ``images``: modality name -> its image (S x S x 3 uint8); ``weights``: key
+    ``"modality@scale"`` -> (grid_h, grid_w) array in [0, 1]; ``patch_size`` p and
+    ``img_size`` m of the model. The figure is written atomically to ``path``.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    by_modality: dict[str, dict[int, np.ndarray]] = {}
+    for key, grid in weights.items():
+        modality, scale = split_key(key)
+        by_modality.setdefault(modality, {})[scale] = np.asarray(grid)
+    if not by_modality:
+        raise ValueError("no patch weights to draw (is model.patch_weighting off?)")
+    modalities = [m for m in ("texture", "motion") if m in by_modality] + sorted(
+        set(by_modality) - {"texture", "motion"}
+    )
+    scales = sorted({s for per in by_modality.values() for s in per})
+    size = face.shape[0]
+    ncols = 1 + len(scales)
+    fig = Figure(figsize=(2.6 * ncols + 0.8, 2.7 * len(modalities)))
+    axes = fig.subplots(len(modalities), ncols, squeeze=False)
+    mappable = None
+    for r, modality in enumerate(modalities):
+        ax = axes[r, 0]
+        if modality in images:
+            ax.imshow(images[modality])
+        ax.set_title(f"{modality} image", fontsize=9)
+        for c, scale in enumerate(scales, start=1):
+            ax = axes[r, c]
+            ax.imshow(face.mean(axis=2), cmap="gray", vmin=0, vmax=255)
+            grid = by_modality[modality].get(scale)
+            if grid is not None:
+                cell = patch_size * scale / img_size * size
+                heat = patch_heatmap(grid, size, cell)
+                mappable = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+                gh, gw = grid.shape
+                ax.set_title(f"{modality}, scale 1/{scale}: {gh}x{gw} patches", fontsize=9)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8, label="patch weight g (eq 14)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    return Path(path)
