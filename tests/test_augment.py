@@ -24,7 +24,9 @@ def _centroid(channel: torch.Tensor) -> tuple[float, float]:
     """Intensity-weighted (row, col) centre of a 2-D map."""
     ch = channel.double()
     rows, cols = torch.meshgrid(
-        torch.arange(ch.shape[0], dtype=torch.float64), torch.arange(ch.shape[1], dtype=torch.float64), indexing="ij"
+        torch.arange(ch.shape[0], dtype=torch.float64),
+        torch.arange(ch.shape[1], dtype=torch.float64),
+        indexing="ij",
     )
     total = ch.sum()
     return float((rows * ch).sum() / total), float((cols * ch).sum() / total)
@@ -48,7 +50,9 @@ def test_flip_without_rotation_mirrors_the_picture():
     assert torch.allclose(out, torch.flip(img, dims=(2,)), atol=1e-5)
 
 
-@pytest.mark.parametrize("angle,scale,flip", [(30.0, 1.0, False), (-20.0, 1.5, True), (0.0, 2.0, False)])
+@pytest.mark.parametrize(
+    "angle,scale,flip", [(30.0, 1.0, False), (-20.0, 1.5, True), (0.0, 2.0, False)]
+)
 def test_marker_lands_at_the_same_predicted_place_in_both_images(angle, scale, flip):
     h, w, row, col = 41, 41, 14, 27
     tex, mot = _marker(h, w, row, col), _marker(h, w, row, col)
@@ -109,4 +113,6 @@ def test_random_params_stay_in_range_and_follow_the_generator():
     again = random_params(cfg, torch.Generator().manual_seed(3))
     assert again == draws[3]
     no_flip = AugmentConfig(rotation=0.0, flip=False, scale=(1.0, 1.0))
-    assert random_params(no_flip, torch.Generator().manual_seed(0)) == AugmentParams(0.0, 1.0, False)
+    assert random_params(no_flip, torch.Generator().manual_seed(0)) == AugmentParams(
+        0.0, 1.0, False
+    )

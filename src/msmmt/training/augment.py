@@ -69,16 +69,12 @@ def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     # Maps output (x, y) to input (x, y) in pixel units about the centre; y points down,
     # so a counter-clockwise turn on screen is a clockwise one in (x, y).
     # Inverse of forward q -> F R s q with R = [[cos, sin], [-sin, cos]] (screen CCW).
-    inv = torch.tensor(
-        [[cos * fx, -sin], [sin * fx, cos]], dtype=torch.float64
-    )
+    inv = torch.tensor([[cos * fx, -sin], [sin * fx, cos]], dtype=torch.float64)
     # affine_grid works in coordinates normalised to [-1, 1] per axis; convert for non-square images.
     to_norm = torch.diag(torch.tensor([2.0 / w, 2.0 / h], dtype=torch.float64))
     theta = to_norm @ inv @ torch.linalg.inv(to_norm)
     theta = torch.cat([theta, torch.zeros(2, 1, dtype=torch.float64)], dim=1)
-    grid = F.affine_grid(
-        theta.to(image.dtype).unsqueeze(0), [1, *image.shape], align_corners=False
-    )
+    grid = F.affine_grid(theta.to(image.dtype).unsqueeze(0), [1, *image.shape], align_corners=False)
     out = F.grid_sample(
         image.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
     )

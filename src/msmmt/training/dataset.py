@@ -49,7 +49,9 @@ def _resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(f"expected an H x W or H x W x 3 uint8 image, got {img.shape} {img.dtype}")
     if img.shape[:2] != (size, size):
         shrink = min(img.shape[:2]) > size
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        img = cv2.resize(
+            img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
     return np.ascontiguousarray(img)
 
 
