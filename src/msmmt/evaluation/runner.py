@@ -1,0 +1,376 @@
+"""Run an evaluation protocol fold by fold, resumably, in shards, without leaks.
+
+Layout of a run directory::
+
+    RUN/config.yaml            the run's config (a rerun with another config is refused)
+    RUN/samples.csv            key, dataset, subject, clip, label of every sample
+    RUN/folds.csv              the plan: fold name and test sample key
+    RUN/folds/<fold>/predictions.csv   key, subject, dataset, true, predicted, p_<class>...
+    RUN/folds/<fold>/history.csv       one row per training epoch
+    RUN/folds/<fold>/done.json         written last: the fold is finished
+    RUN/folds/<fold>/error.txt         the traceback of a failed fold
+
+The model is not the runner's business: it calls ``fit_predict(cfg, train, test, fold_dir)``,
+which trains on ``train`` and returns a :class:`FoldOutput` with class probabilities for
+``test``. :func:`default_fit_predict` wires :mod:`msmmt.training.trainer`. Every fold goes
+through :func:`~msmmt.evaluation.protocols.check_no_leak` before it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from msmmt.config import Config, ConfigError, load_config, save_config
+from msmmt.data.labels import class_names
+from msmmt.data.records import DatasetError, Sample
+from msmmt.evaluation.protocols import (
+    Fold,
+    check_no_leak,
+    group_kfold,
+    loso_folds,
+    validation_split,
+)
+from msmmt.io import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "CONFIG_FILE",
+    "DONE_FILE",
+    "ERROR_FILE",
+    "FOLDS_DIR",
+    "HISTORY_FILE",
+    "PLAN_FILE",
+    "PREDICTIONS_FILE",
+    "SAMPLES_FILE",
+    "FitPredict",
+    "FoldOutput",
+    "FoldsFailedError",
+    "RunDirMismatchError",
+    "RunSummary",
+    "build_folds",
+    "default_fit_predict",
+    "fold_status",
+    "parse_shard",
+    "run_folds",
+    "select_folds",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+SAMPLES_FILE = "samples.csv"
+PLAN_FILE = "folds.csv"
+FOLDS_DIR = "folds"
+PREDICTIONS_FILE = "predictions.csv"
+HISTORY_FILE = "history.csv"
+DONE_FILE = "done.json"
+ERROR_FILE = "error.txt"
+
+# Settings that change where/how fast a run executes, not its results: shards of one run
+# may differ in them (e.g. one on a GPU machine, one on a CPU).
+_EXECUTION_KEYS = {"device", "train.num_workers"}
+
+
+@dataclass
+class FoldOutput:
+    """What ``fit_predict`` returns for one fold."""
+
+    probabilities: np.ndarray
+    """(N_test, C) class probabilities, rows in the order of the test samples."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One dict per training epoch (epoch, train_loss, val_loss, ...)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Extra facts recorded in the fold's done.json (e.g. best_epoch, validation subjects)."""
+
+
+FitPredict = Callable[[Config, list[Sample], list[Sample], Path], FoldOutput]
+
+
+class FoldsFailedError(RuntimeError):
+    """Some folds raised; the others ran. ``summary.failed`` maps fold -> error message."""
+
+    def __init__(self, summary: RunSummary):
+        self.summary = summary
+        lines = [
+            f"  {name}: {msg}  (see {summary.out_dir / FOLDS_DIR / name / ERROR_FILE})"
+            for name, msg in summary.failed.items()
+        ]
+        super().__init__(f"{len(summary.failed)} fold(s) failed:\n" + "\n".join(lines))
+
+
+class RunDirMismatchError(RuntimeError):
+    """The run directory holds a run with another config, sample list or fold plan."""
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    selected: list[str]
+    """Folds this call was asked to run (after --folds and --shard)."""
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Already finished before this call (resume)."""
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def default_fit_predict(
+    cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
+) -> FoldOutput:
+    """Train with :func:`msmmt.training.trainer.fit` and predict the test samples.
+
+    With ``cfg.eval.early_stopping`` a validation set of whole *training* subjects
+    (``cfg.eval.val_fraction`` of them, drawn with ``cfg.seed``) is held out and the
+    trainer stops / picks its epoch on it; the test subject is never looked at. Without
+    it the model trains ``cfg.train.epochs`` epochs and the last epoch is used.
+    """
+    from msmmt.training.trainer import fit, predict_proba
+
+    val: list[Sample] | None = None
+    info: dict[str, Any] = {}
+    if cfg.eval.early_stopping:
+        train, val = validation_split(train, cfg.eval.val_fraction, seed=cfg.seed)
+        fold = Fold(
+            fold_dir.name,
+            tuple(s.key for s in train),
+            tuple(s.key for s in test),
+            tuple(s.key for s in val),
+        )
+        check_no_leak(fold, [*train, *val, *test])
+        info["val_subjects"] = sorted({s.subject for s in val})
+    result = fit(cfg, train, val=val, out_dir=None, progress=False)
+    info["best_epoch"] = result.best_epoch
+    probabilities = predict_proba(result.model, test, cfg)
+    return FoldOutput(np.asarray(probabilities), list(result.history), info)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``1 <= i <= n``: run folds i, i+n, i+2n, ..."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def build_folds(cfg: Config, samples: Sequence[Sample]) -> list[Fold]:
+    """The folds of ``cfg.eval.protocol`` (``loso`` or subject-grouped ``kfold``)."""
+    if cfg.eval.protocol == "loso":
+        return loso_folds(samples)
+    return group_kfold(samples, cfg.eval.k, cfg.seed)
+
+
+def select_folds(
+    plan: Sequence[Fold], names: Sequence[str] | None = None, shard: str | None = None
+) -> list[Fold]:
+    """The folds of ``plan`` to run: shard ``i/n`` takes plan positions i, i+n, ... (1-based),
+    then ``names`` (if given) narrows to those folds. Unknown names are an error."""
+    selected = list(plan)
+    if shard is not None:
+        i, n = parse_shard(shard)
+        selected = selected[i - 1 :: n]
+    if names:
+        known = {f.name for f in plan}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            shown = ", ".join(sorted(known)[:10]) + (" ..." if len(known) > 10 else "")
+            raise ValueError(f"unknown fold(s) {unknown}; folds are: {shown}")
+        wanted = set(names)
+        selected = [f for f in selected if f.name in wanted]
+    return selected
+
+
+def fold_status(run_dir: str | Path, name: str) -> str:
+    """``done`` (done.json present), ``failed`` (error.txt, no done.json) or ``missing``."""
+    d = Path(run_dir) / FOLDS_DIR / name
+    if (d / DONE_FILE).is_file():
+        return "done"
+    if (d / ERROR_FILE).is_file():
+        return "failed"
+    return "missing"
+
+
+def _label_indices(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    bad = [s for s in samples if s.label not in index]
+    if bad:
+        raise DatasetError(
+            f"{bad[0].key}: label {bad[0].label!r} is not one of the classes {list(classes)} "
+            f"({len(bad)} such samples); map the labels first with "
+            "msmmt.data.readers.filter_class_set"
+        )
+    return np.array([index[s.label] for s in samples], dtype=np.int64)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _config_differences(a: Config, b: Config) -> list[str]:
+    fa, fb = _flat(a.model_dump(mode="json")), _flat(b.model_dump(mode="json"))
+    keys = (fa.keys() | fb.keys()) - _EXECUTION_KEYS
+    return sorted(k for k in keys if fa.get(k) != fb.get(k))
+
+
+def _write_or_check(path: Path, text: str, what: str) -> None:
+    if path.is_file():
+        if path.read_text() != text:
+            raise RunDirMismatchError(
+                f"{path}: this run directory was made for a different {what}; "
+                "use a new --out directory (or delete this one to start over)"
+            )
+    else:
+        atomic_write_text(path, text)
+
+
+def _prepare_run_dir(cfg: Config, samples: Sequence[Sample], plan: Sequence[Fold], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / CONFIG_FILE
+    if cfg_path.is_file():
+        try:
+            saved = load_config(cfg_path)
+        except ConfigError as err:
+            raise RunDirMismatchError(f"{cfg_path}: unreadable saved config: {err}") from None
+        diff = _config_differences(saved, cfg)
+        if diff:
+            was, now = _flat(saved.model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
+            shown = ", ".join(f"{k} (saved {was.get(k)!r}, now {now.get(k)!r})" for k in diff[:5])
+            raise RunDirMismatchError(
+                f"{out}: refusing to resume a run made with a different config; differs in "
+                f"{shown}{' ...' if len(diff) > 5 else ''}. Use a new --out directory."
+            )
+    else:
+        save_config(cfg, cfg_path)
+    table = pd.DataFrame(
+        [(s.key, s.dataset, s.subject, s.clip, s.label) for s in samples],
+        columns=["key", "dataset", "subject", "clip", "label"],
+    )
+    _write_or_check(out / SAMPLES_FILE, table.to_csv(index=False), "sample list")
+    rows = [(f.name, k) for f in plan for k in f.test_keys]
+    plan_text = pd.DataFrame(rows, columns=["fold", "key"]).to_csv(index=False)
+    _write_or_check(out / PLAN_FILE, plan_text, "fold plan")
+
+
+def _run_fold(
+    cfg: Config,
+    fold: Fold,
+    by_key: dict[str, Sample],
+    labels: dict[str, int],
+    classes: Sequence[str],
+    fold_dir: Path,
+    fit_predict: FitPredict,
+) -> None:
+    train = [by_key[k] for k in fold.train_keys]
+    test = [by_key[k] for k in fold.test_keys]
+    start = time.perf_counter()
+    output = fit_predict(cfg, train, test, fold_dir)
+    probs = np.asarray(output.probabilities, dtype=np.float64)
+    if probs.shape != (len(test), len(classes)):
+        raise ValueError(
+            f"fit_predict returned probabilities of shape {probs.shape}, "
+            f"expected ({len(test)}, {len(classes)})"
+        )
+    if not np.all(np.isfinite(probs)):
+        raise ValueError("fit_predict returned non-finite probabilities")
+    pred = probs.argmax(axis=1)
+    table = pd.DataFrame(
+        {
+            "key": [s.key for s in test],
+            "subject": [s.subject for s in test],
+            "dataset": [s.dataset for s in test],
+            "true": [classes[labels[s.key]] for s in test],
+            "predicted": [classes[i] for i in pred],
+        }
+    )
+    for j, c in enumerate(classes):
+        table[f"p_{c}"] = probs[:, j]
+    atomic_write_text(fold_dir / PREDICTIONS_FILE, table.to_csv(index=False))
+    atomic_write_text(fold_dir / HISTORY_FILE, pd.DataFrame(output.history).to_csv(index=False))
+    atomic_write_json(
+        fold_dir / DONE_FILE,
+        {
+            "fold": fold.name,
+            "n_train": len(train),
+            "n_test": len(test),
+            "seconds": round(time.perf_counter() - start, 3),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            **output.info,
+        },
+    )
+
+
+def run_folds(
+    cfg: Config,
+    samples: Sequence[Sample],
+    out_dir: str | Path,
+    fit_predict: FitPredict = default_fit_predict,
+    folds: Sequence[str] | None = None,
+    shard: str | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Run the folds of ``cfg.eval.protocol`` over ``samples`` into ``out_dir``.
+
+    Finished folds (with done.json) are skipped, so a rerun resumes. ``shard="i/n"`` runs
+    plan positions i, i+n, ... so that n processes can share a run directory; ``folds``
+    restricts to the named folds. A fold that raises an ``Exception`` gets an error.txt
+    and the others go on; :class:`FoldsFailedError` is raised at the end if any failed.
+    ``KeyboardInterrupt`` / ``SystemExit`` stop the run at once (the fold stays unfinished
+    and is redone on resume). Sample labels must be class names of ``cfg.data.class_set``.
+    """
+    out = Path(out_dir)
+    samples = list(samples)
+    classes = class_names(cfg.data.class_set)
+    if cfg.model.num_classes != len(classes):
+        raise ConfigError(
+            f"model.num_classes={cfg.model.num_classes} but data.class_set "
+            f"{cfg.data.class_set!r} has {len(classes)} classes {list(classes)}"
+        )
+    y = _label_indices(samples, classes)
+    plan = build_folds(cfg, samples)
+    selected = select_folds(plan, folds, shard)
+    _prepare_run_dir(cfg, samples, plan, out)
+
+    by_key = {s.key: s for s in samples}
+    labels = {s.key: int(i) for s, i in zip(samples, y, strict=True)}
+    summary = RunSummary(out, [f.name for f in selected])
+    bar = tqdm(selected, desc="folds", unit="fold", disable=not progress)
+    for fold in bar:
+        bar.set_postfix_str(fold.name)
+        fold_dir = out / FOLDS_DIR / fold.name
+        if fold_status(out, fold.name) == "done":
+            summary.skipped.append(fold.name)
+            continue
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        (fold_dir / ERROR_FILE).unlink(missing_ok=True)
+        try:
+            check_no_leak(fold, samples)
+            _run_fold(cfg, fold, by_key, labels, classes, fold_dir, fit_predict)
+        except Exception as err:
+            atomic_write_text(fold_dir / ERROR_FILE, traceback.format_exc())
+            summary.failed[fold.name] = f"{type(err).__name__}: {err}"
+            log.error("fold %s failed: %s", fold.name, summary.failed[fold.name])
+            continue
+        summary.ran.append(fold.name)
+    log.info(
+        "%s: %d fold(s) run, %d already done, %d failed",
+        out, len(summary.ran), len(summary.skipped), len(summary.failed),
+    )
+    if summary.failed:
+        raise FoldsFailedError(summary)
+    return summary
