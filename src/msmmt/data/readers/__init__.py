@@ -1,0 +1,75 @@
+"""Dataset readers: every supported layout -> a list of :class:`msmmt.data.records.Sample`.
+
+``read_dataset(name, root, annotations=None)`` dispatches on ``name``:
+
+- ``casme2``: CASME II frame folders and coding sheet (:mod:`.casme2`);
+- ``synthetic``: the same layout as written by ``msmmt synth`` (dataset ``synthetic``);
+- ``samm``: SAMM frame folders and FACS codes sheet (:mod:`.samm`);
+- ``smic``: SMIC-HS frame folders, labels from folder names (:mod:`.smic`);
+- ``composite``: the three above mapped to the MEGC2019 classes (:mod:`.composite`);
+  ``annotations`` is then a dict ``{"casme2": sheet, "samm": sheet}``;
+- ``precomputed``: a manifest CSV of modality images (:mod:`.precomputed`);
+- ``composite-release``: the commonly shared composite images and CSV
+  (:mod:`.composite_release`); ``annotations`` is then the CSV.
+
+``read_clip`` reads one clip (frame folder or video), ``load_frames`` decodes a
+sample's frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from msmmt.data.readers._frames import existing
+from msmmt.data.readers.casme2 import read_casme2
+from msmmt.data.readers.clip import load_frames, read_clip
+from msmmt.data.readers.composite import filter_class_set, read_composite
+from msmmt.data.readers.composite_release import read_composite_release
+from msmmt.data.readers.precomputed import read_precomputed, write_manifest
+from msmmt.data.readers.samm import read_samm
+from msmmt.data.readers.smic import read_smic
+from msmmt.data.records import Sample
+
+__all__ = [
+    "DATASETS",
+    "filter_class_set",
+    "load_frames",
+    "read_clip",
+    "read_dataset",
+    "write_manifest",
+]
+
+DATASETS = ("casme2", "samm", "smic", "composite", "precomputed", "composite-release", "synthetic")
+
+_NO_SHEET = ("smic", "precomputed")
+
+
+def read_dataset(
+    name: str,
+    root: str | Path,
+    annotations: str | Path | Mapping[str, str | Path] | None = None,
+) -> list[Sample]:
+    """Samples of dataset ``name`` at ``root`` (see the module docstring for the names)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; one of {', '.join(DATASETS)}")
+    root = existing(root, f"{name} dataset root")
+    if name == "composite":
+        if annotations is not None and not isinstance(annotations, Mapping):
+            raise ValueError(
+                "composite annotations must be a dict {'casme2': sheet, 'samm': sheet}"
+            )
+        return read_composite(root, annotations)
+    if isinstance(annotations, Mapping):
+        raise ValueError(f"{name}: annotations must be one file, not a dict")
+    if name in _NO_SHEET and annotations is not None:
+        raise ValueError(f"{name} has no annotation file; leave annotations out")
+    if name in ("casme2", "synthetic"):
+        return read_casme2(root, annotations, dataset=name)
+    if name == "samm":
+        return read_samm(root, annotations)
+    if name == "smic":
+        return read_smic(root)
+    if name == "precomputed":
+        return read_precomputed(root)
+    return read_composite_release(root, csv=annotations)

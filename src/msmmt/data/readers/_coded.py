@@ -1,0 +1,109 @@
+"""Clips listed in a FACS coding sheet (CASME II, SAMM): one sheet row -> one Sample.
+
+Both sheets carry Subject, Filename, Onset / Apex / Offset frame, Action Units and
+Estimated Emotion; the frames of row (subject, clip) live in
+``ROOT/<subject folder>/<clip>/``. A missing apex ("/", blank, -1) is estimated as
+the middle of onset..offset (missing onset/offset as the first/last frame); every
+estimate is logged as a warning naming the clip and row, and recorded in
+``Sample.extra["assumed"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from msmmt.data.labels import KNOWN_EMOTIONS
+from msmmt.data.readers._frames import numbered_frames, resolve_marks
+from msmmt.data.readers._sheet import Row, read_table
+from msmmt.data.records import DatasetError, Sample
+
+log = logging.getLogger(__name__)
+
+COLUMNS = {
+    "subject": "Subject",
+    "clip": "Filename",
+    "onset": "Onset Frame",
+    "apex": "Apex Frame",
+    "offset": "Offset Frame",
+    "emotion": "Estimated Emotion",
+}
+OPTIONAL = {"aus": "Action Units"}
+
+
+def subject_number(row: Row, prefix: str = "") -> int:
+    """The Subject cell as a number: 1, '01', 6.0 or (with ``prefix='sub'``) 'sub01'."""
+    text = row.text("subject")
+    match = re.fullmatch(rf"(?:{prefix})?0*(\d+)", text, flags=re.IGNORECASE)
+    if match is None:
+        raise DatasetError(f"{row.where}: Subject {text!r} is not a subject number")
+    return int(match.group(1))
+
+
+def read_coded(
+    root: Path,
+    sheet: Path,
+    dataset: str,
+    subject_folder: Callable[[Row], str],
+) -> list[Sample]:
+    """Samples of every row of ``sheet``, in sheet order.
+
+    ``subject_folder(row)`` names the row's subject folder under ``root``; it is also
+    the subject id after ``dataset/``.
+    """
+    samples: list[Sample] = []
+    seen: dict[tuple[str, str], Row] = {}
+    for row in read_table(sheet, COLUMNS, OPTIONAL):
+        folder_name = subject_folder(row)
+        clip = row.text("clip")
+        if not clip:
+            raise DatasetError(f"{row.where}: empty Filename")
+        if (folder_name, clip) in seen:
+            raise DatasetError(
+                f"{row.where}: duplicate clip {folder_name}/{clip} "
+                f"(also on row {seen[folder_name, clip].number})"
+            )
+        seen[folder_name, clip] = row
+        emotion = row.text("emotion").lower()
+        if emotion not in KNOWN_EMOTIONS:
+            raise DatasetError(
+                f"{row.where}: unknown emotion {row.text('emotion')!r} for {folder_name}/{clip}; "
+                f"known: {', '.join(sorted(KNOWN_EMOTIONS))}"
+            )
+        folder = root / folder_name / clip
+        if not folder.is_dir():
+            raise DatasetError(f"{row.where}: frame folder {folder} does not exist")
+        frames, numbers = numbered_frames(folder)
+        where = f"{row.where} ({folder_name}/{clip})"
+        coded_apex = row.frame("apex", "apex frame")
+        onset, apex, offset, assumed = resolve_marks(
+            numbers,
+            row.frame("onset", "onset frame"),
+            coded_apex,
+            row.frame("offset", "offset frame"),
+            where,
+        )
+        extra = {"action_units": row.text("aus"), "row": row.where}
+        if assumed:
+            extra["assumed"] = "; ".join(assumed)
+            log.warning(
+                "%s: %s: annotation incomplete, assumed %s", dataset, where, extra["assumed"]
+            )
+        samples.append(
+            Sample(
+                dataset=dataset,
+                subject=f"{dataset}/{folder_name}",
+                clip=clip,
+                label=emotion,
+                frames=frames,
+                frame_numbers=numbers,
+                onset=onset,
+                apex=apex,
+                offset=offset,
+                apex_estimated=coded_apex is None,
+                extra=extra,
+            )
+        )
+    return samples

@@ -1,0 +1,151 @@
+"""Frame folders shared by the readers: numbered frames, layout roots and onset/apex/offset.
+
+A frame's number is the last run of digits in its file name's stem, so ``img10.jpg``
+comes after ``img9.jpg``, ``reg_img46.jpg`` is frame 46 and ``006_05562.jpg`` is
+frame 5562 -- the numbers the datasets' annotation sheets use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from msmmt.data.records import DatasetError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
+_NUMBER = re.compile(r"(\d+)\D*$")
+
+
+def existing(path: str | Path, what: str) -> Path:
+    """``path`` as a Path; a DatasetError naming it (and ``what`` it should be) if absent."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{what} {path} does not exist")
+    return path
+
+
+def existing_folder(path: str | Path, what: str) -> Path:
+    """Like :func:`existing`, and also an error if ``path`` is not a folder."""
+    path = existing(path, what)
+    if not path.is_dir():
+        raise DatasetError(f"{what} {path} is not a folder")
+    return path
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders the digit runs of ``name`` by value (``s2`` before ``s10``)."""
+    return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name))
+
+
+def numbered_frames(folder: Path) -> tuple[tuple[Path, ...], tuple[int, ...]]:
+    """The image files of ``folder`` and their frame numbers, sorted by number.
+
+    Hidden files (``.DS_Store``, macOS ``._img1.jpg`` forks) and non-images are
+    ignored. Raises DatasetError if the folder is missing, holds no numbered image,
+    or two files carry the same number.
+    """
+    if not folder.is_dir():
+        raise DatasetError(f"frame folder {folder} does not exist")
+    found: dict[int, Path] = {}
+    for path in folder.iterdir():
+        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        match = _NUMBER.search(path.stem)
+        if match is None:
+            continue
+        number = int(match.group(1))
+        if number in found:
+            raise DatasetError(
+                f"frame folder {folder}: {found[number].name} and {path.name} "
+                f"both carry frame number {number}"
+            )
+        found[number] = path
+    if not found:
+        raise DatasetError(f"frame folder {folder} holds no numbered image files")
+    numbers = tuple(sorted(found))
+    return tuple(found[n] for n in numbers), numbers
+
+
+def find_root(root: Path, is_root: Callable[[Path], bool], what: str) -> Path:
+    """``root`` itself if ``is_root(root)``, else the one folder up to two levels below it that is.
+
+    Lets ``read_dataset("casme2", "CASME2")`` find ``CASME2/CASME2_RAW_selected``.
+    Raises DatasetError when none or several such folders are found.
+    """
+    root = existing_folder(root, "dataset root")
+    if is_root(root):
+        return root
+    level = [root]
+    for _ in range(2):
+        level = sorted(
+            (c for p in level for c in p.iterdir() if c.is_dir() and not c.name.startswith(".")),
+            key=lambda p: natural_key(str(p)),
+        )
+        hits = [p for p in level if is_root(p)]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise DatasetError(
+                f"dataset root {root}: several folders hold {what}: "
+                + ", ".join(str(h) for h in hits)
+                + "; pass the one to use"
+            )
+    raise DatasetError(f"dataset root {root}: found no {what} in it or two levels below")
+
+
+def has_subfolder(pattern: str) -> Callable[[Path], bool]:
+    """Predicate: the folder has a sub-folder whose whole name matches ``pattern`` (any case)."""
+    regex = re.compile(pattern, re.IGNORECASE)
+
+    def check(folder: Path) -> bool:
+        return any(c.is_dir() and regex.fullmatch(c.name) for c in folder.iterdir())
+
+    return check
+
+
+def middle_frame(numbers: tuple[int, ...], onset: int, offset: int) -> int:
+    """The frame number in onset..offset closest to (onset + offset) / 2 (the lower on a tie)."""
+    inside = [n for n in numbers if onset <= n <= offset]
+    centre = (onset + offset) / 2
+    return min(inside, key=lambda n: (abs(n - centre), n))
+
+
+def resolve_marks(
+    numbers: tuple[int, ...],
+    onset: int | None,
+    apex: int | None,
+    offset: int | None,
+    where: str,
+) -> tuple[int, int, int, list[str]]:
+    """Check onset <= apex <= offset against the clip's frame ``numbers``; fill in missing ones.
+
+    A missing onset (offset) becomes the first (last) frame, a missing apex the
+    middle of onset..offset (:func:`middle_frame`). Returns ``(onset, apex, offset,
+    assumed)`` where ``assumed`` says in words what was filled in. Errors start with
+    ``where`` (file and row, or the clip's folder).
+    """
+    span = f"frames {numbers[0]}..{numbers[-1]}"
+    assumed = []
+    if onset is None:
+        onset = numbers[0]
+        assumed.append(f"onset = first frame ({onset})")
+    if offset is None:
+        offset = numbers[-1]
+        assumed.append(f"offset = last frame ({offset})")
+    if onset > offset:
+        raise DatasetError(f"{where}: onset frame {onset} is after offset frame {offset}")
+    for name, value in (("onset", onset), ("offset", offset)):
+        if value not in numbers:
+            raise DatasetError(f"{where}: {name} frame {value} is not among the clip's {span}")
+    if apex is None:
+        apex = middle_frame(numbers, onset, offset)
+        assumed.append(f"apex = middle frame of {onset}..{offset} ({apex})")
+    if not onset <= apex <= offset:
+        raise DatasetError(
+            f"{where}: apex frame {apex} is outside onset..offset ({onset}..{offset})"
+        )
+    if apex not in numbers:
+        raise DatasetError(f"{where}: apex frame {apex} is not among the clip's {span}")
+    return onset, apex, offset, assumed

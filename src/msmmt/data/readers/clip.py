@@ -1,0 +1,152 @@
+"""A single clip (a folder of numbered frames or a video file) and decoding a clip's frames.
+
+Frame numbers of a folder come from its file names (``img10`` after ``img9``, see
+:mod:`msmmt.data.readers._frames`); those of a video are 0-based frame indices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from msmmt.data.readers._frames import existing, numbered_frames, resolve_marks
+from msmmt.data.records import DatasetError, Sample
+
+__all__ = ["VIDEO_EXTENSIONS", "load_frames", "read_clip"]
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"}
+)
+
+
+def _open_video(path: Path) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DatasetError(f"cannot open video {path}")
+    return capture
+
+
+def _count_frames(path: Path) -> int:
+    """Frames of the video counted by decoding (container headers can be wrong)."""
+    capture = _open_video(path)
+    try:
+        n = 0
+        while capture.grab():
+            n += 1
+    finally:
+        capture.release()
+    if n == 0:
+        raise DatasetError(f"video {path} has no decodable frame")
+    return n
+
+
+def read_clip(
+    path: str | Path,
+    onset: int | None = None,
+    apex: int | None = None,
+    offset: int | None = None,
+) -> Sample:
+    """A Sample for one unlabelled clip (``dataset="clip"``, ``label=""``).
+
+    Without onset / offset the first / last frame is used, without apex the middle
+    of onset..offset; what was assumed is written, in words, to ``extra["assumed"]``
+    (and ``apex_estimated`` is set when the apex was).
+    """
+    path = existing(path, "clip")
+    if path.is_dir():
+        frames, numbers = numbered_frames(path)
+        video = None
+    elif path.suffix.lower() in VIDEO_EXTENSIONS:
+        frames, numbers, video = (), tuple(range(_count_frames(path))), path
+    else:
+        raise DatasetError(
+            f"clip {path} is neither a folder of frames nor a video "
+            f"({', '.join(sorted(VIDEO_EXTENSIONS))})"
+        )
+    onset, apex_number, offset, assumed = resolve_marks(numbers, onset, apex, offset, str(path))
+    name = path.stem if video else path.name
+    return Sample(
+        dataset="clip",
+        subject=f"clip/{name}",
+        clip=name,
+        label="",
+        frames=frames,
+        frame_numbers=numbers,
+        video=video,
+        onset=onset,
+        apex=apex_number,
+        offset=offset,
+        apex_estimated=apex is None,
+        extra={"assumed": "; ".join(assumed)} if assumed else {},
+    )
+
+
+def _decode(path: Path) -> np.ndarray:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DatasetError(f"cannot read frame {path}: {exc}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise DatasetError(f"cannot decode frame {path} (corrupt or not an image)")
+    return image
+
+
+def _video_frames(video: Path, numbers: list[int]):
+    """Yield the frames of ``video`` with the given (increasing, 0-based) indices, as BGR."""
+    capture = _open_video(video)
+    wanted = set(numbers)
+    try:
+        for index in range(numbers[-1] + 1):
+            ok = capture.grab()
+            if ok and index in wanted:
+                ok, image = capture.retrieve()
+                if ok:
+                    yield image
+            if not ok:
+                raise DatasetError(
+                    f"video {video} ended after {index} frames; frame {numbers[-1]} was expected"
+                )
+    finally:
+        capture.release()
+
+
+def load_frames(sample: Sample, first: int | None = None, last: int | None = None) -> np.ndarray:
+    """The clip's frames as a (T, H, W, 3) uint8 RGB array; greyscale is replicated.
+
+    ``first`` / ``last`` (frame numbers, inclusive) limit the frames to that range,
+    e.g. ``load_frames(s, s.onset, s.apex)``; T then counts the frames in it. Raises
+    DatasetError naming the file for a missing, corrupt or differently sized frame.
+    """
+    if not sample.frame_numbers:
+        raise DatasetError(f"{sample.key}: the sample has no frames (precomputed images only)")
+    lo = sample.frame_numbers[0] if first is None else first
+    hi = sample.frame_numbers[-1] if last is None else last
+    numbers = [n for n in sample.frame_numbers if lo <= n <= hi]
+    if not numbers:
+        raise DatasetError(
+            f"{sample.key}: no frame numbered {lo}..{hi} "
+            f"(frames {sample.frame_numbers[0]}..{sample.frame_numbers[-1]})"
+        )
+    if sample.video is not None:
+        names = [f"{sample.video} frame {n}" for n in numbers]
+        images = _video_frames(sample.video, numbers)
+    else:
+        paths = [
+            p for p, n in zip(sample.frames, sample.frame_numbers, strict=True) if lo <= n <= hi
+        ]
+        names = [str(p) for p in paths]
+        images = (_decode(p) for p in paths)
+    out = None
+    for t, (name, image) in enumerate(zip(names, images, strict=True)):
+        if out is None:
+            out = np.empty((len(numbers), *image.shape), np.uint8)
+        elif image.shape != out.shape[1:]:
+            raise DatasetError(
+                f"frame {name} is {image.shape[1]}x{image.shape[0]}, "
+                f"unlike the clip's first frame ({out.shape[2]}x{out.shape[1]})"
+            )
+        out[t] = image[..., ::-1]  # BGR -> RGB
+    return out

@@ -1,0 +1,109 @@
+"""Precomputed modality images listed in a manifest CSV (the preprocessing cache's output).
+
+Columns: ``dataset,subject,sample,label,texture_image,flow_image``. Image paths are
+relative to the CSV's folder or absolute. ``texture_image`` is the texture input
+(dynamic image, or an apex crop standing in for it), ``flow_image`` the 3-channel
+(u, v, strain) image. A subject without a ``dataset/`` prefix gets one, so subject
+ids stay distinct across datasets. Samples carry ``texture_image`` and
+``motion_image`` and no frames.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from msmmt.data.labels import KNOWN_EMOTIONS
+from msmmt.data.readers._frames import existing
+from msmmt.data.readers._sheet import read_table
+from msmmt.data.records import DatasetError, Sample
+from msmmt.io import atomic_path
+
+__all__ = ["MANIFEST_COLUMNS", "MANIFEST_NAME", "read_precomputed", "write_manifest"]
+
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS = ("dataset", "subject", "sample", "label", "texture_image", "flow_image")
+
+
+def read_precomputed(root: str | Path) -> list[Sample]:
+    """Samples of the manifest ``root`` (the CSV, or a folder holding ``manifest.csv``), in row order."""
+    path = existing(root, "manifest")
+    if path.is_dir():
+        path = existing(path / MANIFEST_NAME, "manifest")
+    folder = path.absolute().parent
+    samples = []
+    seen: dict[tuple[str, str], int] = {}
+    for row in read_table(path, {c: c for c in MANIFEST_COLUMNS}):
+        values = {c: row.text(c) for c in MANIFEST_COLUMNS}
+        empty = [c for c, v in values.items() if not v]
+        if empty:
+            raise DatasetError(f"{row.where}: empty {', '.join(empty)}")
+        dataset = values["dataset"].lower()
+        subject = (
+            values["subject"] if "/" in values["subject"] else f"{dataset}/{values['subject']}"
+        )
+        key = (subject, values["sample"])
+        if key in seen:
+            raise DatasetError(
+                f"{row.where}: duplicate sample {subject}/{values['sample']} (also on row {seen[key]})"
+            )
+        seen[key] = row.number
+        label = values["label"].lower()
+        if label not in KNOWN_EMOTIONS:
+            raise DatasetError(f"{row.where}: unknown label {values['label']!r}")
+        images = {}
+        for column in ("texture_image", "flow_image"):
+            image = Path(values[column])
+            image = image if image.is_absolute() else folder / image
+            if not image.is_file():
+                raise DatasetError(f"{row.where}: {column} {image} does not exist")
+            images[column] = image
+        samples.append(
+            Sample(
+                dataset=dataset,
+                subject=subject,
+                clip=values["sample"],
+                label=label,
+                texture_image=images["texture_image"],
+                motion_image=images["flow_image"],
+                extra={"row": row.where},
+            )
+        )
+    return samples
+
+
+def _relative(image: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(image.absolute(), folder)).as_posix()
+    except ValueError:  # another drive on Windows
+        return str(image.absolute())
+
+
+def write_manifest(samples: Iterable[Sample], path: str | Path) -> Path:
+    """Write the manifest of ``samples`` (each with both images) to ``path``, atomically.
+
+    Image paths are written relative to the manifest's folder.
+    """
+    path = Path(path)
+    folder = path.absolute().parent
+    rows = []
+    for s in samples:
+        if s.texture_image is None or s.motion_image is None:
+            raise ValueError(f"{s.key}: a manifest row needs both texture_image and motion_image")
+        rows.append(
+            (
+                s.dataset,
+                s.subject,
+                s.clip,
+                s.label,
+                _relative(Path(s.texture_image), folder),
+                _relative(Path(s.motion_image), folder),
+            )
+        )
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerows(rows)
+    return path
