@@ -3,8 +3,8 @@
 The weights are eq 14's g (attention rollout of the first L-1 blocks, averaged over
 query tokens, divided by its max), one value in [0, 1] per patch, for each modality
 and scale (``MSMMTOutput.patch_weights``, keys ``"texture@1"``, ``"motion@4"``...).
-At scale s the modality image of base size m is resized to m / s and cut into p x p
-patches, so one patch covers p s / m of the image side; a grid padded to a whole
+At scale s the modality image of base size m is resized to round(m / s) and cut into
+p x p patches, so one patch covers p / round(m / s) of the image side; a grid padded to a whole
 number of patches (timm ``dynamic_img_pad``) runs past the image's right and bottom
 edges, and that part is cropped.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from msmmt.io import atomic_path
+from msmmt.model.msmmt import scale_size
 
 __all__ = ["draw_patch_weights", "patch_heatmap", "split_key"]
 
@@ -83,7 +84,7 @@ def draw_patch_weights(
             ax.imshow(face.mean(axis=2), cmap="gray", vmin=0, vmax=255)
             grid = by_modality[modality].get(scale)
             if grid is not None:
-                cell = patch_size * scale / img_size * size
+                cell = patch_size / scale_size(img_size, scale) * size
                 heat = patch_heatmap(grid, size, cell)
                 mappable = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
                 gh, gw = grid.shape

@@ -1,0 +1,236 @@
+"""``msmmt train``, ``msmmt predict``, ``msmmt explain``: one model, trained and used.
+
+``train`` fits one model on every subject of a preprocessed set (fixed epochs, no
+held-out data) and writes a checkpoint folder. ``predict`` and ``explain`` run a
+checkpoint on a new clip (a frame folder or a video), preprocessed exactly as the
+training clips were, with the preprocessing settings saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+
+_ONSET = typer.Option("--onset", help="Onset frame number (default: the first frame).")
+_APEX = typer.Option("--apex", help="Apex frame number (default: the middle of onset..offset).")
+_OFFSET = typer.Option("--offset", help="Offset frame number (default: the last frame).")
+_MODEL = typer.Argument(help="Checkpoint folder written by `msmmt train`.")
+_CLIP = typer.Argument(help="A folder of frames or a video file.")
+
+
+@app.command()
+def train(
+    config: Annotated[
+        str | None,
+        typer.Argument(help="Preset name or YAML file (default: the global --config)."),
+    ] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess).",
+        ),
+    ] = ...,
+    dataset: Annotated[
+        str, typer.Option(help="Reader of --data: precomputed or composite-release.")
+    ] = "precomputed",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Checkpoint folder to write.")
+    ] = None,
+) -> None:
+    """Train one model on all subjects of a preprocessed set and save it.
+
+    Trains for train.epochs epochs (no validation split: every clip is used), then
+    writes OUT/model.safetensors, config.json, extra.json (class names, preprocessing
+    settings, training summary) and history.csv.
+    """
+    from msmmt.config import ConfigError
+    from msmmt.data.labels import class_names
+    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.data.records import DatasetError
+    from msmmt.model.checkpoint import save_checkpoint
+    from msmmt.training.trainer import fit
+
+    cfg = load_or_fail(config)
+    if not data.exists():
+        raise fail(f"{data}: no such file or folder")
+    model_dir = output_dir(out, "runs/model")
+    try:
+        samples = filter_class_set(read_dataset(dataset, data), cfg.data.class_set)
+        if cfg.data.datasets is not None:
+            samples = [s for s in samples if s.dataset in cfg.data.datasets]
+        if not samples:
+            raise fail(f"{data}: no clips of the {cfg.data.class_set} classes to train on")
+        subjects = sorted({s.subject for s in samples})
+        typer.echo(f"training on {len(samples)} clips of {len(subjects)} subjects -> {model_dir}")
+        result = fit(cfg, samples, out_dir=model_dir, progress=STATE.verbosity >= 0)
+    except (DatasetError, ConfigError) as err:
+        raise fail(str(err)) from None
+    last = result.history[-1]
+    extra = {
+        "class_names": list(class_names(cfg.data.class_set)),
+        "preprocess": cfg.preprocess.model_dump(mode="json"),
+        "trained_on": {
+            "data": str(data.resolve()),
+            "dataset": dataset,
+            "clips": len(samples),
+            "subjects": len(subjects),
+        },
+        "epochs": len(result.history),
+        "final_epoch": last,
+    }
+    save_checkpoint(result.model, cfg, model_dir, extra=extra)
+    typer.echo(
+        f"saved {model_dir} (epoch {last['epoch']}: loss {last['train_loss']:.3f}, "
+        f"training accuracy {last['train_acc']:.3f})"
+    )
+
+
+@dataclass
+class _Analysis:
+    cfg: Any
+    names: list[str]
+    sample: Any
+    images: Any
+    """ClipImages: texture, motion, face."""
+    proba: Any
+    """(C,) class probabilities."""
+    output: Any
+    """The model's MSMMTOutput for the clip (batch of one)."""
+    patch_size: int
+
+
+def _analyse(
+    model_dir: Path, clip: Path, onset: int | None, apex: int | None, offset: int | None
+) -> _Analysis:
+    """Load the checkpoint, preprocess the clip as in training and run the model."""
+    import torch
+
+    from msmmt.data.labels import class_names
+    from msmmt.data.readers import load_frames, read_clip
+    from msmmt.data.records import DatasetError
+    from msmmt.model.checkpoint import CheckpointError, load_checkpoint
+    from msmmt.preprocess.pipeline import process_clip
+    from msmmt.training.dataset import to_tensor
+
+    if not model_dir.exists():
+        raise fail(f"{model_dir}: no such checkpoint folder")
+    if not clip.exists():
+        raise fail(f"{clip}: no such clip (expected a folder of frames or a video file)")
+    try:
+        model, cfg, extra = load_checkpoint(model_dir)
+    except CheckpointError as err:
+        raise fail(f"not a usable checkpoint: {err}") from None
+    names = extra.get("class_names") or list(class_names(cfg.data.class_set))
+    try:
+        sample = read_clip(clip, onset=onset, apex=apex, offset=offset)
+        frames = load_frames(sample)
+        images = process_clip(
+            frames,
+            sample.frame_index(sample.onset),
+            sample.frame_index(sample.apex),
+            cfg.preprocess,
+        )
+    except DatasetError as err:
+        raise fail(str(err)) from None
+    size = cfg.model.img_size
+    with torch.no_grad():
+        output = model(to_tensor(images.texture, size)[None], to_tensor(images.motion, size)[None])
+    proba = torch.softmax(output.logits.float(), dim=1)[0].numpy()
+    patch_size = next(iter(model.backbones.values())).patch_size[0]
+    return _Analysis(cfg, list(names), sample, images, proba, output, patch_size)
+
+
+def _marks(sample) -> str:
+    text = f"onset {sample.onset}, apex {sample.apex}, offset {sample.offset}"
+    assumed = sample.extra.get("assumed")
+    return f"{text} (assumed: {assumed})" if assumed else text
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, _MODEL],
+    clip: Annotated[Path, _CLIP],
+    onset: Annotated[int | None, _ONSET] = None,
+    apex: Annotated[int | None, _APEX] = None,
+    offset: Annotated[int | None, _OFFSET] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Classify one clip with a trained model.
+
+    The clip is preprocessed with the checkpoint's settings (face alignment,
+    magnification, dynamic image, TV-L1 flow and strain). Frame numbers are the
+    clip's own (as in its file names); without them, onset and offset are the first
+    and last frames and the apex the middle one, and the output says so.
+    """
+    a = _analyse(model, clip, onset, apex, offset)
+    names, sample, proba = a.names, a.sample, a.proba
+    best = int(proba.argmax())
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "clip": str(clip),
+                    "prediction": names[best],
+                    "probabilities": {n: float(p) for n, p in zip(names, proba, strict=True)},
+                    "onset": sample.onset,
+                    "apex": sample.apex,
+                    "offset": sample.offset,
+                    "assumed": sample.extra.get("assumed"),
+                },
+                indent=2,
+            )
+        )
+        return
+    typer.echo(f"clip: {clip}")
+    typer.echo(f"frames: {_marks(sample)}")
+    typer.echo(f"prediction: {names[best]}")
+    width = max(len(n) for n in names)
+    typer.echo(f"\n{'class':<{width}}  probability")
+    for i, (name, p) in enumerate(zip(names, proba, strict=True)):
+        typer.echo(f"{name:<{width}}  {p:11.3f}{'  <-' if i == best else ''}")
+
+
+@app.command()
+def explain(
+    model: Annotated[Path, _MODEL],
+    clip: Annotated[Path, _CLIP],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Figure to write (PNG, PDF or SVG by its suffix)."),
+    ] = None,
+    onset: Annotated[int | None, _ONSET] = None,
+    apex: Annotated[int | None, _APEX] = None,
+    offset: Annotated[int | None, _OFFSET] = None,
+) -> None:
+    """Draw the patch weights that drove a prediction over the aligned face.
+
+    One row per modality (texture = dynamic image, motion = flow/strain image): the
+    modality image, then the attention-guided patch weights g of eq 14 at each scale
+    as a heat map over the aligned apex face. Default output: CLIP-NAME_explain.png
+    in the global --out folder or the current one.
+    """
+    from msmmt.explain import draw_patch_weights
+
+    a = _analyse(model, clip, onset, apex, offset)
+    if not a.output.patch_weights:
+        raise fail(f"{model}: the model has no patch weighting (model.patch_weighting is false)")
+    figure = out or Path(STATE.out or ".") / f"{a.sample.clip}_explain.png"
+    best = int(a.proba.argmax())
+    label = f"{a.names[best]} ({a.proba[best]:.2f})"
+    draw_patch_weights(
+        a.images.face,
+        {"texture": a.images.texture, "motion": a.images.motion},
+        {k: v[0].float().numpy() for k, v in a.output.patch_weights.items()},
+        patch_size=a.patch_size,
+        img_size=a.cfg.model.img_size,
+        path=figure,
+        title=f"{clip.name}: {label}; {_marks(a.sample)}",
+    )
+    typer.echo(f"prediction: {label}; patch weights drawn in {figure}")
