@@ -122,12 +122,12 @@ class Expression:
 
 
 EXPRESSIONS: dict[str, Expression] = {
-    "positive": Expression("positive", ("happiness",), "12", (((48, 54), 0.8, 0.6, 0.2),)),
+    "positive": Expression("positive", ("happiness",), "12", (((48, 54), 0.8, 0.6, 0.3),)),
     "negative": Expression(
         "negative",
         ("disgust", "repression"),
         "4+15",
-        (((21, 22), -0.7, -0.7, 0.2), ((48, 54), -1.0, 0.0, 0.2)),
+        (((21, 22), -0.7, -0.7, 0.25), ((48, 54), -1.0, 0.0, 0.3)),
     ),
     "surprise": Expression(
         "surprise",
