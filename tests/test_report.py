@@ -1,0 +1,159 @@
+"""Reports merged from fold outputs: metrics vs scikit-learn on the pooled predictions,
+sharded == single run, partial and failed runs, figures, the paper's figures labelled."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from eval_fakes import CLASSES, centroid_fit_predict, make_samples
+from matplotlib.image import imread
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+from msmmt.config import Config
+from msmmt.evaluation.protocols import fold_name
+from msmmt.evaluation.report import PAPER_TABLE2, _curves, load_run, write_report
+from msmmt.evaluation.runner import FoldsFailedError, run_folds
+
+COMPOSITE = ("casme2", "samm", "smic")
+
+
+def _sk(frame):
+    t = [CLASSES.index(v) for v in frame["true"]]
+    p = [CLASSES.index(v) for v in frame["predicted"]]
+    kw = {"average": "macro", "labels": [0, 1, 2], "zero_division": 0}
+    return accuracy_score(t, p), recall_score(t, p, **kw), f1_score(t, p, **kw)
+
+
+@pytest.fixture
+def full_run(tmp_path):
+    samples = make_samples(n_subjects=9, datasets=COMPOSITE, noise=0.9)
+    run_folds(Config(), samples, tmp_path / "run", centroid_fit_predict, progress=False)
+    return tmp_path / "run", samples
+
+
+def test_report_metrics_match_sklearn_on_pooled_fold_predictions(full_run):
+    run, samples = full_run
+    path = write_report(run)
+    assert path == run / "report.md"
+    # an independent pooling: read every fold's predictions.csv
+    folds = pd.concat(pd.read_csv(p) for p in sorted((run / "folds").glob("*/predictions.csv")))
+    assert len(folds) == len(samples)
+    metrics = pd.read_csv(run / "metrics.csv").set_index("part")
+    assert list(metrics.index) == ["all", *COMPOSITE]
+    for part, frame in [("all", folds), *[(d, folds[folds.dataset == d]) for d in COMPOSITE]]:
+        acc, uar, uf1 = _sk(frame)
+        assert metrics.loc[part, "acc"] == pytest.approx(acc)
+        assert metrics.loc[part, "uar"] == pytest.approx(uar)
+        assert metrics.loc[part, "uf1"] == pytest.approx(uf1)
+        assert metrics.loc[part, "n"] == len(frame)
+    pooled = pd.read_csv(run / "predictions.csv")
+    assert sorted(pooled["key"]) == sorted(s.key for s in samples)
+    assert set(pooled["fold"]) == {fold_name(s.subject) for s in samples}
+    # the classifier is far better than chance on this data, so the scores are informative
+    assert metrics.loc["all", "uf1"] > 0.5
+
+
+def test_report_text_labels_the_papers_figures_and_states_the_protocol(full_run):
+    run, _ = full_run
+    text = write_report(run).read_text()
+    ours = pd.read_csv(run / "metrics.csv").set_index("part")
+    assert "published figures (not ours)" in text
+    for part, v in PAPER_TABLE2.items():
+        row = next(ln for ln in text.splitlines() if ln.startswith(f"| {part} | {v['uf1']:.4f}"))
+        assert f"{v['uar']:.4f}" in row and f"{ours.loc[part, 'uf1']:.4f}" in row
+    assert "fixed 30 epochs" not in text and "fixed 50 epochs" in text  # Config() default
+    assert "never averaged over folds" in text
+    assert re.search(r"- done: 9\n- failed: 0\n- missing: 0", text)
+    assert "Partial run" not in text
+
+
+def test_figures_are_written(full_run):
+    run, _ = full_run
+    write_report(run)
+    for name in ("confusion.png", "subject_accuracy.png", "training_curves.png"):
+        img = imread(run / name)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+        assert img[..., :3].std() > 0.01  # not a blank canvas
+
+
+def test_training_curves_are_the_mean_over_folds():
+    history = pd.DataFrame(
+        {
+            "fold": ["a", "a", "b", "b"],
+            "epoch": [1, 2, 1, 2],
+            "train_loss": [1.0, 0.5, 3.0, 1.5],
+            "val_uf1": [0.2, 0.4, 0.6, 0.8],
+        }
+    )
+    curves = _curves(history)
+    np.testing.assert_allclose(curves["train_loss"], [2.0, 1.0])
+    np.testing.assert_allclose(curves["val_uf1"], [0.4, 0.6])
+
+
+def test_shards_merge_into_the_same_report_as_a_single_run(tmp_path):
+    samples = make_samples(n_subjects=7, datasets=COMPOSITE)
+    cfg = Config()
+    run_folds(cfg, samples, tmp_path / "single", centroid_fit_predict, progress=False)
+    for shard in ("1/2", "2/2"):
+        run_folds(cfg, samples, tmp_path / "sharded", centroid_fit_predict, shard=shard, progress=False)
+    for name in ("single", "sharded"):
+        write_report(tmp_path / name)
+    for f in ("metrics.csv", "predictions.csv"):
+        assert (tmp_path / "sharded" / f).read_text() == (tmp_path / "single" / f).read_text()
+
+
+def test_partial_and_failed_runs_are_reported(tmp_path):
+    samples = make_samples(n_subjects=5)
+    cfg = Config()
+    names = sorted({fold_name(s.subject) for s in samples})
+    run_folds(cfg, samples, tmp_path, centroid_fit_predict, folds=names[:2], progress=False)
+
+    def broken(cfg, train, test, fold_dir):
+        raise ValueError("corrupt image in fold")
+
+    with pytest.raises(FoldsFailedError):
+        run_folds(cfg, samples, tmp_path, broken, folds=[names[2]], progress=False)
+    results = load_run(tmp_path)
+    assert results.folds("done") == names[:2]
+    assert results.folds("failed") == [names[2]] and results.folds("missing") == names[3:]
+    text = write_report(tmp_path).read_text()
+    assert "Partial run" in text and "2 of 5 folds finished" in text
+    assert f"- failed: 1 ({names[2]})" in text and "corrupt image in fold" in text
+    assert f"- missing: 2 ({names[3]}, {names[4]})" in text
+    metrics = pd.read_csv(tmp_path / "metrics.csv").set_index("part")
+    assert metrics.loc["all", "n"] == sum(1 for s in samples if fold_name(s.subject) in names[:2])
+
+
+def test_empty_and_non_run_directories(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        write_report(tmp_path)
+    samples = make_samples(n_subjects=3)
+
+    def broken(cfg, train, test, fold_dir):
+        raise RuntimeError("nope")
+
+    with pytest.raises(FoldsFailedError):
+        run_folds(Config(), samples, tmp_path, broken, progress=False)
+    text = write_report(tmp_path).read_text()
+    assert "- done: 0" in text and "- failed: 3" in text
+    assert not (tmp_path / "confusion.png").exists()
+
+
+def test_non_composite_class_set_shows_no_paper_comparison(tmp_path):
+    samples = make_samples(n_subjects=4, datasets=("smic",))
+    cfg = Config.model_validate({"data": {"class_set": "smic"}, "eval": {"early_stopping": True}})
+    run_folds(cfg, samples, tmp_path, centroid_fit_predict, progress=False)
+    text = write_report(tmp_path).read_text()
+    assert "covers the composite class set only" in text
+    assert "0.8160" not in text
+    assert "early stopping (patience 5)" in text and "15% of the *training* subjects" in text
+    assert list(pd.read_csv(tmp_path / "metrics.csv")["part"]) == ["all"]
+
+
+def test_echo_prints_the_table(full_run, capsys):
+    run, _ = full_run
+    write_report(run, echo=True)
+    out = capsys.readouterr().out
+    uf1 = pd.read_csv(run / "metrics.csv").set_index("part").loc["all", "uf1"]
+    assert "9/9 folds done" in out and f"{uf1:.4f}" in out and "0.8160" in out
