@@ -31,9 +31,10 @@ SMIC_CLIPS = [
 
 
 def test_smic_labels_from_folders_and_middle_apex(tmp_path):
-    make_smic(tmp_path / "HS", SMIC_CLIPS)
-    write_frames(tmp_path / "HS" / "s1" / "non_micro" / "x" / "clip", range(1, 3), "image{n}.bmp")
-    samples = read_dataset("smic", tmp_path)
+    hs = make_smic(tmp_path / "SMIC_all_raw" / "HS", SMIC_CLIPS)
+    write_frames(hs / "s1" / "non_micro" / "x" / "clip", range(1, 3), "image{n}.bmp")
+    make_smic(tmp_path / "SMIC_all_raw" / "VIS", [("s1", "positive", "s1_po_01", range(1, 3))])
+    samples = read_dataset("smic", tmp_path)  # finds SMIC_all_raw/HS, not VIS
     # subjects in natural order (s2 before s10), then emotion folder, then clip
     assert [s.key for s in samples] == [
         "smic/s1/s1_ne_01",
@@ -51,8 +52,9 @@ def test_smic_labels_from_folders_and_middle_apex(tmp_path):
     assert "apex" in ne.extra["assumed"]
     assert (samples[1].onset, samples[1].apex, samples[1].offset) == (1, 2, 3)
     assert (samples[2].onset, samples[2].apex, samples[2].offset) == (1, 1, 2)
+    assert all(str(hs) in str(s.frames[0]) for s in samples)
     # ROOT may also be the HS folder itself
-    assert [s.key for s in read_dataset("smic", tmp_path / "HS")] == [s.key for s in samples]
+    assert [s.key for s in read_dataset("smic", hs)] == [s.key for s in samples]
 
 
 def test_smic_errors(tmp_path):
@@ -66,7 +68,7 @@ def test_smic_errors(tmp_path):
         read_dataset("smic", tmp_path / "other")
     assert str(empty) in str(err.value)
     (tmp_path / "flat").mkdir()
-    with pytest.raises(DatasetError, match="found no SMIC-HS subject folders"):
+    with pytest.raises(DatasetError, match="found no SMIC-HS folder"):
         read_dataset("smic", tmp_path / "flat")
 
 

@@ -67,8 +67,12 @@ def _raw_rows(path: Path) -> Iterator[list[tuple[int, tuple[Any, ...]]]]:
     """Each sheet of ``path`` as a list of (row number, cells)."""
     suffix = path.suffix.lower()
     if suffix in {".csv", ".txt"}:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            yield [(i, tuple(r)) for i, r in enumerate(csv.reader(f), start=1)]
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                rows = [(i, tuple(r)) for i, r in enumerate(csv.reader(f), start=1)]
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DatasetError(f"{path}: cannot read the table ({exc})") from exc
+        yield rows
         return
     if suffix not in {".xlsx", ".xlsm"}:
         raise DatasetError(f"{path}: unsupported table format {suffix!r} (use .xlsx or .csv)")

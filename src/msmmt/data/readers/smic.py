@@ -1,7 +1,8 @@
 """SMIC-HS (the 100 fps high-speed part of SMIC).
 
 Layout: ``ROOT/HS/sN/micro/{positive,negative,surprise}/<clip>/image*.bmp``; ``ROOT``
-may also be the ``HS`` folder itself (or hold it up to two levels down). There is
+may also be the ``HS`` folder itself, or hold a folder named ``HS`` up to two levels
+down (e.g. ``SMIC/SMIC_all_raw/HS`` beside ``VIS`` and ``NIR``, which are ignored). There is
 no annotation sheet: labels come from the folder names, onset and offset are the
 first and last frames and the apex is the middle one (``apex_estimated=True``,
 recorded in ``extra["assumed"]``; expected, so not logged). Subject ids are
@@ -14,7 +15,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from msmmt.data.readers._frames import find_root, natural_key, numbered_frames, resolve_marks
+from msmmt.data.readers._frames import (
+    existing_folder,
+    find_root,
+    natural_key,
+    numbered_frames,
+    resolve_marks,
+)
 from msmmt.data.records import DatasetError, Sample
 
 __all__ = ["read_smic"]
@@ -34,6 +41,11 @@ def _is_hs(folder: Path) -> bool:
     return any((s / "micro").is_dir() for s in _subjects(folder))
 
 
+def _is_hs_below(folder: Path) -> bool:
+    """A folder named HS below the given root (skips SMIC's VIS and NIR parts)."""
+    return folder.name.lower() == "hs" and _is_hs(folder)
+
+
 def _dirs(folder: Path) -> list[Path]:
     return sorted(
         (c for c in folder.iterdir() if c.is_dir() and not c.name.startswith(".")),
@@ -43,7 +55,8 @@ def _dirs(folder: Path) -> list[Path]:
 
 def read_smic(root: str | Path) -> list[Sample]:
     """Samples of SMIC-HS, sorted by subject, emotion folder and clip."""
-    hs = find_root(Path(root), _is_hs, "SMIC-HS subject folders (sN/micro)")
+    root = existing_folder(root, "dataset root")
+    hs = root if _is_hs(root) else find_root(root, _is_hs_below, "SMIC-HS folder (HS/sN/micro)")
     samples = []
     for subject in _subjects(hs):
         micro = subject / "micro"
