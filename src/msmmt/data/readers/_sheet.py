@@ -14,7 +14,7 @@ import csv
 import fnmatch
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,8 @@ class Row:
         return int(number) if number >= 0 else None
 
 
-def _raw_rows(path: Path) -> Iterator[list[tuple[int, tuple[Any, ...]]]]:
-    """Each sheet of ``path`` as a list of (row number, cells)."""
+def _raw_rows(path: Path) -> list[list[tuple[int, tuple[Any, ...]]]]:
+    """Each sheet of ``path`` as a list of (row number, cells); a CSV is one sheet."""
     suffix = path.suffix.lower()
     if suffix in {".csv", ".txt"}:
         try:
@@ -72,8 +72,7 @@ def _raw_rows(path: Path) -> Iterator[list[tuple[int, tuple[Any, ...]]]]:
                 rows = [(i, tuple(r)) for i, r in enumerate(csv.reader(f), start=1)]
         except (UnicodeDecodeError, csv.Error) as exc:
             raise DatasetError(f"{path}: cannot read the table ({exc})") from exc
-        yield rows
-        return
+        return [rows]
     if suffix not in {".xlsx", ".xlsm"}:
         raise DatasetError(f"{path}: unsupported table format {suffix!r} (use .xlsx or .csv)")
     import openpyxl
@@ -82,9 +81,12 @@ def _raw_rows(path: Path) -> Iterator[list[tuple[int, tuple[Any, ...]]]]:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises several types for a damaged file
         raise DatasetError(f"{path}: cannot read the spreadsheet ({exc})") from exc
+    sheets = []
     try:
         for sheet in book.worksheets:
-            yield list(enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1))
+            sheet.reset_dimensions()  # some writers store a wrong sheet size
+            sheets.append(list(enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1)))
+        return sheets
     finally:
         book.close()
 
