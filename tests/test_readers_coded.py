@@ -260,3 +260,14 @@ def test_samm_sheet_without_header_lists_missing_columns(tmp_path):
     assert "SAMM_Micro_FACS_Codes_v2.xlsx" in str(err.value)
     assert "missing Apex Frame, Estimated Emotion" in str(err.value)
     assert "closest: row 2" in str(err.value)
+
+
+def test_casme2_empty_frame_folder_and_empty_sheet(tmp_path):
+    sheet = make_casme2(tmp_path, [Coded(1, "EP01_01", 1, 2, 3, "others", numbers=[])])
+    (tmp_path / "sub01" / "EP01_01").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="holds no numbered image files") as err:
+        read_dataset("casme2", tmp_path)
+    assert f"{sheet} row {CASME2_ROW}" in str(err.value)
+    make_casme2(tmp_path, [])
+    with pytest.raises(DatasetError, match="no samples found"):
+        read_dataset("casme2", tmp_path)

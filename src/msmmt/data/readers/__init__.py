@@ -29,7 +29,7 @@ from msmmt.data.readers.composite_release import read_composite_release
 from msmmt.data.readers.precomputed import read_precomputed, write_manifest
 from msmmt.data.readers.samm import read_samm
 from msmmt.data.readers.smic import read_smic
-from msmmt.data.records import Sample
+from msmmt.data.records import DatasetError, Sample
 
 __all__ = [
     "DATASETS",
@@ -54,6 +54,13 @@ def read_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; one of {', '.join(DATASETS)}")
     root = existing(root, f"{name} dataset root")
+    samples = _read(name, root, annotations)
+    if not samples:
+        raise DatasetError(f"{name} dataset {root}: no samples found")
+    return samples
+
+
+def _read(name: str, root: Path, annotations) -> list[Sample]:
     if name == "composite":
         if annotations is not None and not isinstance(annotations, Mapping):
             raise ValueError(

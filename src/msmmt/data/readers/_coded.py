@@ -75,7 +75,10 @@ def read_coded(
         folder = root / folder_name / clip
         if not folder.is_dir():
             raise DatasetError(f"{row.where}: frame folder {folder} does not exist")
-        frames, numbers = numbered_frames(folder)
+        try:
+            frames, numbers = numbered_frames(folder)
+        except DatasetError as exc:
+            raise DatasetError(f"{row.where}: {exc}") from None
         where = f"{row.where} ({folder_name}/{clip})"
         coded_apex = row.frame("apex", "apex frame")
         onset, apex, offset, assumed = resolve_marks(
