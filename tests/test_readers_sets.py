@@ -308,6 +308,10 @@ def test_composite_release_overrides_and_errors(tmp_path):
         tmp_path / "r", csv="other.csv", apex_dir=apex_dir, flow_dir="uv_strain"
     )
     assert s.label == "surprise"
+    # with other.csv (one row) both apex folders hold every image: ambiguous
+    with pytest.raises(DatasetError, match="expected one folder of apex images") as err:
+        read_dataset("composite-release", tmp_path / "r", annotations=other)
+    assert "apex_crops" in str(err.value) and "extra" in str(err.value)
     (flow_dir / "006_006_1_2.png").unlink()
     with pytest.raises(DatasetError, match="flow image 006_006_1_2.png not found") as err:
         read_composite_release(tmp_path / "r", csv=csv_path)

@@ -128,6 +128,11 @@ def _label(row: Row) -> str:
     raise DatasetError(f"{row.where}: label {row.text('label')!r} is not 0, 1 or 2")
 
 
+def _override(root: Path, path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else root / path
+
+
 def read_composite_release(
     root: str | Path,
     csv: str | Path | None = None,
@@ -137,22 +142,25 @@ def read_composite_release(
     """Samples of the composite release under ``root``, in CSV row order.
 
     ``csv``, ``apex_dir`` and ``flow_dir`` override the defaults of the module
-    docstring (relative paths are taken from ``root``).
+    docstring; a relative path that does not exist from the working folder is
+    taken from ``root``.
     """
     root = existing_folder(root, "dataset root")
-    csv_path = existing(root / csv, "composite CSV") if csv is not None else _find_csv(root)
+    csv_path = (
+        existing(_override(root, csv), "composite CSV") if csv is not None else _find_csv(root)
+    )
     rows = read_table(csv_path, COLUMNS)
     if not rows:
         raise DatasetError(f"{csv_path}: no rows")
     apex_names = [_key(r.text("imagename")) for r in rows]
     flow_names = [f"{r.text('sub')}_{r.text('filename_o')}" for r in rows]
     apex_folder = (
-        existing_folder(root / apex_dir, "apex image folder")
+        existing_folder(_override(root, apex_dir), "apex image folder")
         if apex_dir is not None
         else _find_folder(root, apex_names, "apex images")
     )
     flow_folder = (
-        existing_folder(root / flow_dir, "flow image folder")
+        existing_folder(_override(root, flow_dir), "flow image folder")
         if flow_dir is not None
         else _find_folder(root, flow_names, "flow images")
     )
