@@ -6,7 +6,13 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from eval_fakes import CLASSES, centroid_fit_predict, make_samples
+from eval_fakes import (
+    CLASSES,
+    centroid_fit_predict,
+    hashed_fit_predict,
+    make_samples,
+    write_manifest_dataset,
+)
 from matplotlib.image import imread
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
@@ -157,3 +163,125 @@ def test_echo_prints_the_table(full_run, capsys):
     out = capsys.readouterr().out
     uf1 = pd.read_csv(run / "metrics.csv").set_index("part").loc["all", "uf1"]
     assert "9/9 folds done" in out and f"{uf1:.4f}" in out and "0.8160" in out
+
+
+# ---- the `msmmt loso` / `msmmt report` commands -------------------------------------------
+
+TINY_CONFIG = """
+device: cpu
+model: {backbone: vit_tiny_patch16_224, img_size: 16, patch_size: 4, embed_dim: 16, depth: 2, scales: [1, 2],
+        num_heads: 2, fusion_hidden: 16, proj_dim: 8, num_classes: 3}
+train: {epochs: 2, batch_size: 4, lr: 1.0e-3, amp: false}
+"""
+
+SUBJECTS = {"casme2/sub01": 3, "samm/006": 2, "smic/s3": 3}
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from msmmt.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def one_thread():
+    """A model this tiny runs far faster on one thread (no intra-op sync on a busy CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cli_loso_trains_every_fold_and_writes_the_report(tmp_path, one_thread):
+    """End to end with the real trainer on a tiny model: manifest -> folds -> report."""
+    (tmp_path / "data").mkdir()
+    manifest = write_manifest_dataset(tmp_path / "data", SUBJECTS)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_CONFIG)
+    run = tmp_path / "run"
+    result = _cli("loso", cfg, "--data", manifest, "--out", run)
+    assert result.exit_code == 0, result.output
+    assert "3 fold(s) run" in result.output and "report:" in result.output
+    names = sorted(fold_name(s) for s in SUBJECTS)
+    for name in names:
+        hist = pd.read_csv(run / "folds" / name / "history.csv")
+        assert list(hist["epoch"]) == [1, 2]  # fixed epochs, no selection
+    pooled = pd.read_csv(run / "predictions.csv")
+    assert len(pooled) == sum(SUBJECTS.values())
+    assert "Scores (ours)" in (run / "report.md").read_text()
+    # a rerun resumes (nothing left to do) and `report` reproduces the same metrics
+    metrics = (run / "metrics.csv").read_text()
+    again = _cli("loso", cfg, "--data", manifest, "--out", run)
+    assert again.exit_code == 0 and "0 fold(s) run, 3 already done" in again.output
+    rep = _cli("report", run)
+    assert rep.exit_code == 0, rep.output
+    assert (run / "metrics.csv").read_text() == metrics
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    monkeypatch.setattr("msmmt.evaluation.runner.default_fit_predict", hashed_fit_predict)
+
+
+def test_cli_shards_then_report_equal_one_run(tmp_path, fake_model):
+    (tmp_path / "data").mkdir()
+    manifest = write_manifest_dataset(tmp_path / "data", {**SUBJECTS, "smic/s4": 2})
+    single = _cli("loso", "--data", manifest, "--out", tmp_path / "single")
+    assert single.exit_code == 0, single.output
+    first = _cli("loso", "--data", manifest, "--out", tmp_path / "sharded", "--shard", "1/2")
+    assert first.exit_code == 0 and "2 of 4 folds not done yet" in first.output
+    assert not (tmp_path / "sharded" / "report.md").exists()
+    second = _cli("loso", "--data", manifest, "--out", tmp_path / "sharded", "--shard", "2/2")
+    assert second.exit_code == 0 and "report:" in second.output
+    for f in ("metrics.csv", "predictions.csv"):
+        assert (tmp_path / "sharded" / f).read_text() == (tmp_path / "single" / f).read_text()
+    only = _cli("loso", "--data", manifest, "--out", tmp_path / "one", "--folds", "smic_s3,samm_006")
+    assert only.exit_code == 0 and "2 fold(s) run" in only.output
+    assert sorted(p.name for p in (tmp_path / "one" / "folds").iterdir()) == ["samm_006", "smic_s3"]
+
+
+def test_cli_reports_a_failing_fold_with_exit_status_1(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    manifest = write_manifest_dataset(tmp_path / "data", SUBJECTS)
+
+    def failing_on_samm(cfg, train, test, fold_dir):
+        if fold_dir.name == "samm_006":
+            raise RuntimeError("disk full")
+        return hashed_fit_predict(cfg, train, test, fold_dir)
+
+    monkeypatch.setattr("msmmt.evaluation.runner.default_fit_predict", failing_on_samm)
+    result = _cli("loso", "--data", manifest, "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    assert "1 fold(s) failed" in result.output and "samm_006: RuntimeError: disk full" in result.output
+    rep = _cli("report", tmp_path / "run")
+    assert rep.exit_code == 0 and "2/3 folds done" in rep.output
+
+
+def test_cli_clear_errors(tmp_path, fake_model):
+    (tmp_path / "data").mkdir()
+    manifest = write_manifest_dataset(tmp_path / "data", SUBJECTS)
+    r = _cli("loso", "--data", tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "nowhere: no such file or folder" in r.output
+    for bad in ("3/2", "0/1", "x"):
+        r = _cli("loso", "--data", manifest, "--out", tmp_path / "run", "--shard", bad)
+        assert r.exit_code == 2 and "expected I/N" in r.output
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "manifest.csv").write_text("dataset,subject,sample,label,texture_image,flow_image\n")
+    r = _cli("loso", "--data", tmp_path / "empty", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and r.output.startswith("error:") and str(tmp_path / "empty") in r.output
+    assert "Traceback" not in r.output
+    r = _cli("--set", "data.datasets=[casme3]", "loso", "--data", manifest, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "no clips of datasets ['casme3']" in r.output
+    r = _cli("loso", "--data", manifest, "--out", tmp_path / "run", "--folds", "nope")
+    assert r.exit_code == 2 and "unknown fold" in r.output
+    assert _cli("loso", "--data", manifest, "--out", tmp_path / "run").exit_code == 0
+    r = _cli("--set", "loss.alpha=0.9", "loso", "--data", manifest, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "different config" in r.output and "loss.alpha" in r.output
+    r = _cli("report", tmp_path / "missing")
+    assert r.exit_code == 2 and "no such run folder" in r.output
+    r = _cli("report", tmp_path / "data")
+    assert r.exit_code == 2 and "not a run directory" in r.output

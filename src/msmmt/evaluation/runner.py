@@ -319,7 +319,7 @@ def run_folds(
     cfg: Config,
     samples: Sequence[Sample],
     out_dir: str | Path,
-    fit_predict: FitPredict = default_fit_predict,
+    fit_predict: FitPredict | None = None,
     folds: Sequence[str] | None = None,
     shard: str | None = None,
     progress: bool = True,
@@ -332,7 +332,9 @@ def run_folds(
     and the others go on; :class:`FoldsFailedError` is raised at the end if any failed.
     ``KeyboardInterrupt`` / ``SystemExit`` stop the run at once (the fold stays unfinished
     and is redone on resume). Sample labels must be class names of ``cfg.data.class_set``.
+    ``fit_predict`` None means :func:`default_fit_predict` (looked up at call time).
     """
+    fit_predict = fit_predict or default_fit_predict
     out = Path(out_dir)
     samples = list(samples)
     classes = class_names(cfg.data.class_set)
