@@ -6,11 +6,14 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from eval_fakes import (
     CLASSES,
+    TINY_MODEL,
     centroid_fit_predict,
     hashed_fit_predict,
     make_samples,
+    one_thread,
     write_manifest_dataset,
 )
 from matplotlib.image import imread
@@ -167,13 +170,6 @@ def test_echo_prints_the_table(full_run, capsys):
 
 # ---- the `msmmt loso` / `msmmt report` commands -------------------------------------------
 
-TINY_CONFIG = """
-device: cpu
-model: {backbone: vit_tiny_patch16_224, img_size: 16, patch_size: 4, embed_dim: 16, depth: 2, scales: [1, 2],
-        num_heads: 2, fusion_hidden: 16, proj_dim: 8, num_classes: 3}
-train: {epochs: 2, batch_size: 4, lr: 1.0e-3, amp: false}
-"""
-
 SUBJECTS = {"casme2/sub01": 3, "samm/006": 2, "smic/s3": 3}
 
 
@@ -185,25 +181,15 @@ def _cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture
-def one_thread():
-    """A model this tiny runs far faster on one thread (no intra-op sync on a busy CPU)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_cli_loso_trains_every_fold_and_writes_the_report(tmp_path, one_thread):
+def test_cli_loso_trains_every_fold_and_writes_the_report(tmp_path):
     """End to end with the real trainer on a tiny model: manifest -> folds -> report."""
     (tmp_path / "data").mkdir()
     manifest = write_manifest_dataset(tmp_path / "data", SUBJECTS)
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY_CONFIG)
+    cfg.write_text(yaml.safe_dump(TINY_MODEL))
     run = tmp_path / "run"
-    result = _cli("loso", cfg, "--data", manifest, "--out", run)
+    with one_thread():
+        result = _cli("loso", cfg, "--data", manifest, "--out", run)
     assert result.exit_code == 0, result.output
     assert "3 fold(s) run" in result.output and "report:" in result.output
     names = sorted(fold_name(s) for s in SUBJECTS)
@@ -215,7 +201,8 @@ def test_cli_loso_trains_every_fold_and_writes_the_report(tmp_path, one_thread):
     assert "Scores (ours)" in (run / "report.md").read_text()
     # a rerun resumes (nothing left to do) and `report` reproduces the same metrics
     metrics = (run / "metrics.csv").read_text()
-    again = _cli("loso", cfg, "--data", manifest, "--out", run)
+    with one_thread():
+        again = _cli("loso", cfg, "--data", manifest, "--out", run)
     assert again.exit_code == 0 and "0 fold(s) run, 3 already done" in again.output
     rep = _cli("report", run)
     assert rep.exit_code == 0, rep.output

@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from eval_fakes import CLASSES, centroid_fit_predict, make_samples
+from eval_fakes import (
+    CLASSES,
+    TINY_MODEL,
+    centroid_fit_predict,
+    make_samples,
+    one_thread,
+    write_manifest_dataset,
+)
 
 from msmmt.config import Config, ConfigError, save_config
+from msmmt.data.readers import filter_class_set, read_dataset
 from msmmt.data.records import DatasetError, Sample
 from msmmt.evaluation.protocols import fold_name
 from msmmt.evaluation.runner import (
@@ -219,3 +227,25 @@ def test_default_fit_predict_validates_on_other_training_subjects(tmp_path, monk
         assert out.info["val_subjects"] == sorted(val_subjects)
     else:
         assert seen["val"] is None and seen["train"] == train
+
+
+def test_real_trainer_early_stopping_validates_on_other_subjects(tmp_path):
+    """The default fit_predict with the real trainer: the validation subjects recorded in
+    each fold's done.json are training subjects, never the fold's test subject."""
+    data = tmp_path / "data"
+    data.mkdir()
+    subjects = {"casme2/a": 2, "casme2/b": 2, "smic/c": 2, "samm/d": 2}
+    manifest = write_manifest_dataset(data, subjects)
+    raw = {**TINY_MODEL, "eval": {"early_stopping": True, "val_fraction": 0.34, "patience": 1}}
+    cfg = Config.model_validate({**raw, "train": {**TINY_MODEL["train"], "epochs": 3}})
+    samples = filter_class_set(read_dataset("precomputed", manifest), "composite")
+    with one_thread():
+        summary = run_folds(cfg, samples, tmp_path / "run", progress=False)
+    assert len(summary.ran) == 4
+    for subject in subjects:
+        d = tmp_path / "run" / "folds" / fold_name(subject)
+        done = json.loads((d / "done.json").read_text())
+        assert len(done["val_subjects"]) == 1  # round(0.34 * 3 training subjects)
+        assert subject not in done["val_subjects"]
+        hist = pd.read_csv(d / "history.csv")
+        assert "val_uf1" in hist.columns and 1 <= done["best_epoch"] <= len(hist) <= 3
