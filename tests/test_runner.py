@@ -21,7 +21,7 @@ from eval_fakes import (
 from msmmt.config import Config, ConfigError, save_config
 from msmmt.data.readers import filter_class_set, read_dataset
 from msmmt.data.records import DatasetError, Sample
-from msmmt.evaluation.protocols import fold_name
+from msmmt.evaluation.protocols import Fold, fold_name
 from msmmt.evaluation.runner import (
     FoldOutput,
     FoldsFailedError,
@@ -249,3 +249,15 @@ def test_real_trainer_early_stopping_validates_on_other_subjects(tmp_path):
         assert subject not in done["val_subjects"]
         hist = pd.read_csv(d / "history.csv")
         assert "val_uf1" in hist.columns and 1 <= done["best_epoch"] <= len(hist) <= 3
+
+
+def test_runner_guards_every_fold_against_leaks(tmp_path, monkeypatch):
+    samples = make_samples(n_subjects=3)
+    good = build_folds(Config(), samples)
+    leaky = Fold(good[0].name, good[0].train_keys + good[0].test_keys[:1], good[0].test_keys)
+    monkeypatch.setattr("msmmt.evaluation.runner.build_folds", lambda cfg, s: [leaky, *good[1:]])
+    calls = Counting()
+    with pytest.raises(FoldsFailedError, match="LeakageError") as info:
+        run_folds(Config(), samples, tmp_path, calls, progress=False)
+    assert list(info.value.summary.failed) == [leaky.name]
+    assert leaky.name not in calls.calls and len(calls.calls) == len(good) - 1
