@@ -24,7 +24,7 @@ def demo(
     images), OUT/run (per-fold predictions, report.md, figures). Rerunning resumes:
     finished clips and folds are not redone.
     """
-    from msmmt.data.readers import read_dataset
+    from msmmt.data.readers import filter_class_set, read_dataset
     from msmmt.data.synthetic import generate
     from msmmt.evaluation.report import write_report
     from msmmt.evaluation.runner import run_folds
@@ -46,7 +46,8 @@ def demo(
 
     run_dir = root / "run"
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
-    run_folds(cfg, read_dataset("precomputed", cache_dir), run_dir)
+    samples = filter_class_set(read_dataset("precomputed", cache_dir), cfg.data.class_set)
+    run_folds(cfg, samples, run_dir)
 
     typer.echo("[4/4] report")
     report = write_report(run_dir)
