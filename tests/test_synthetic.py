@@ -232,3 +232,12 @@ def test_cli_writes_the_set(tmp_path):
     (tmp_path / "busy" / "x.txt").write_text("x")
     result = CliRunner().invoke(app, ["synth", str(tmp_path / "busy"), "--subjects", "1"])
     assert result.exit_code == 2 and "not empty" in result.output
+
+
+def test_rerun_replaces_a_previous_set(tmp_path):
+    generate(tmp_path, subjects=2, clips_per_subject=1, seed=0, size=160)
+    generate(tmp_path, subjects=1, clips_per_subject=2, seed=1, size=160)
+    folders = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("sub*/*"))
+    assert folders == ["sub01/EP01_01", "sub01/EP02_01"]
+    assert list(_sheet(tmp_path)["Filename"]) == ["EP01_01", "EP02_01"]
+    assert not list(tmp_path.glob("**/.*"))  # no temporary files left behind

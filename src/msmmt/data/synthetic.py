@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -48,6 +49,7 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
+from msmmt.data.records import DatasetError
 from msmmt.io import atomic_path, atomic_write_json
 
 __all__ = [
@@ -88,13 +90,13 @@ class SynthSettings:
     peak_px: tuple[float, float] = (0.5, 3.0)
     """Peak displacement of the expression, drawn uniformly per clip."""
     motion_frames: tuple[int, int] = (20, 60)
-    """Frames from onset to offset (inclusive of neither end's neighbours)."""
+    """Frames from onset to offset, both included."""
     apex_fraction: tuple[float, float] = (0.35, 0.6)
     """Position of the apex between onset and offset."""
     lead_frames: tuple[int, int] = (0, 4)
     """Neutral frames before the onset and after the offset (each end drawn separately)."""
     jitter_px: float = 0.15
-    """Standard deviation of the head jitter (a smoothed random walk), per axis."""
+    """Standard deviation of the head jitter (smoothed noise, a slow drift), per axis."""
     flicker: float = 0.01
     """Standard deviation of the per-frame relative brightness change."""
     noise_std: tuple[float, float] = (1.0, 2.5)
@@ -433,6 +435,8 @@ def _write_clip(frames: np.ndarray, folder: Path, quality: int) -> None:
 def _previous_folders(out_dir: Path) -> list[Path]:
     """Subject folders of a synthetic set already in ``out_dir`` (to be replaced)."""
     meta = out_dir / META_NAME
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: exists and is not a folder")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return []
     if not meta.is_file():
@@ -440,8 +444,12 @@ def _previous_folders(out_dir: Path) -> list[Path]:
             f"{out_dir}: folder is not empty and holds no {META_NAME}; "
             "choose an empty folder (or a previous synthetic set to overwrite)"
         )
-    previous = json.loads(meta.read_text())
-    return [out_dir / name for name in previous.get("landmarks", {})]
+    try:
+        previous = json.loads(meta.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{meta}: not valid JSON ({err}); delete the folder to start afresh") from None
+    # Only subject folders, named as generate() names them, are ever removed.
+    return [out_dir / name for name in previous.get("landmarks", {}) if re.fullmatch(r"sub\d+", name)]
 
 
 def generate(
