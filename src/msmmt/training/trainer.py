@@ -46,6 +46,7 @@ __all__ = [
     "lr_factor",
     "predict_proba",
     "select_device",
+    "train_sampler",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,19 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def train_sampler(labels: np.ndarray, balanced: bool, seed: int):
+    """Shuffled epochs of the training set; ``balanced`` draws N clips with replacement,
+    each with probability proportional to 1 / n_c of its class c, so every class is
+    drawn equally often on average."""
+    generator = torch.Generator().manual_seed(seed)
+    if not balanced:
+        return RandomSampler(range(len(labels)), generator=generator)
+    counts = np.bincount(labels)
+    return WeightedRandomSampler(
+        (1.0 / counts[labels]).tolist(), len(labels), replacement=True, generator=generator
+    )
+
+
 def _float_output(output):
     """The model's output with floating tensors in float32 (loss outside autocast)."""
     if not is_dataclass(output):
@@ -238,17 +252,7 @@ def fit(
         _seed_everything(cfg.seed)
         train_ds = ModalityDataset(train, names, cfg.model.img_size, tc.augment, seed=cfg.seed)
         val_ds = ModalityDataset(val, names, cfg.model.img_size) if val else None
-        generator = torch.Generator().manual_seed(cfg.seed)
-        if tc.balanced_sampling:
-            per_class = np.bincount(train_ds.labels, minlength=len(names))
-            sampler = WeightedRandomSampler(
-                (1.0 / per_class[train_ds.labels]).tolist(),
-                num_samples=len(train_ds),
-                replacement=True,
-                generator=generator,
-            )
-        else:
-            sampler = RandomSampler(train_ds, generator=generator)
+        sampler = train_sampler(train_ds.labels, tc.balanced_sampling, cfg.seed)
         train_loader = _loader(train_ds, tc.batch_size, cfg, sampler)
         val_loader = _loader(val_ds, tc.batch_size, cfg) if val_ds else None
 
