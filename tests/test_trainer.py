@@ -87,15 +87,6 @@ def write_set(folder, n_per_class, seed=0, subject_prefix="s", label_of=None):
     return samples
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are so small that thread start-up costs more than it saves."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     return write_set(tmp_path_factory.mktemp("toy"), n_per_class=8)
