@@ -116,7 +116,6 @@ def _analyse(
     from msmmt.data.readers import load_frames, read_clip
     from msmmt.data.records import DatasetError
     from msmmt.model.checkpoint import CheckpointError, load_checkpoint
-    from msmmt.preprocess.pipeline import process_clip
     from msmmt.training.dataset import to_tensor
 
     if not model_dir.exists():
@@ -128,6 +127,8 @@ def _analyse(
     except CheckpointError as err:
         raise fail(f"not a usable checkpoint: {err}") from None
     names = extra.get("class_names") or list(class_names(cfg.data.class_set))
+    from msmmt.preprocess.pipeline import process_clip  # heavy: after the cheap checks
+
     try:
         sample = read_clip(clip, onset=onset, apex=apex, offset=offset)
         frames = load_frames(sample)
