@@ -1,1 +1,5 @@
 """The MSMMT network: timm ViT backbones with attention-guided patch weighting, fusion, losses."""
+
+from msmmt.model.msmmt import MSMMT, MSMMTOutput, build_model
+
+__all__ = ["MSMMT", "MSMMTOutput", "build_model"]

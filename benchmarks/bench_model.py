@@ -1,0 +1,167 @@
+"""Speed and memory of the MSMMT network on CPU: training step and inference.
+
+For each config (``demo``, ``cpu-small``, ``paper``) it times a training step
+(forward + loss + backward) and the inference latency per clip, and records the
+peak memory of training, for the multi-scale pass run as one packed sequence
+(the default, ``model.pack_scales=true``) or as one pass per scale, each with the
+fused attention kernel where the probabilities are not needed or with explicit
+attention everywhere (``model.fused_attn``).
+
+Every (config, variant) runs in its own subprocess so its peak memory (peak RSS
+minus the RSS before the first step) is its own; the variants of a config run in
+turns, ``--rounds`` times, so a busy machine slows them alike. The table gives the
+median step time over all rounds and the speed-up of each variant over the
+separate passes with the same attention.
+
+    .venv/bin/python benchmarks/bench_model.py                  # all three configs
+    .venv/bin/python benchmarks/bench_model.py --configs demo --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {
+    "packed/fused": dict(pack_scales=True, fused_attn=True),
+    "separate/fused": dict(pack_scales=False, fused_attn=True),
+    "packed/explicit": dict(pack_scales=True, fused_attn=False),
+    "separate/explicit": dict(pack_scales=False, fused_attn=False),
+}
+BATCH = {"paper": 2}
+"""Training batch per config (default: the preset's train.batch_size)."""
+STEPS = {"paper": 2}
+"""Timed training steps per round (default 5)."""
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def worker(config: str, variant: str, batch: int, steps: int, threads: int | None) -> dict:
+    """One (config, variant): warm-up step, ``steps`` timed steps, inference latency."""
+    import torch
+
+    from msmmt.config import load_config
+    from msmmt.model import build_model
+    from msmmt.model.losses import msmmt_loss
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = load_config(config)
+    model_cfg = cfg.model.model_copy(update={"pretrained": None, **VARIANTS[variant]})
+    torch.manual_seed(0)
+    model = build_model(model_cfg).train()
+    size = model_cfg.img_size
+    texture, motion = torch.rand(batch, 3, size, size), torch.rand(batch, 3, size, size)
+    labels = torch.arange(batch) % model_cfg.num_classes
+
+    def step() -> None:
+        loss, _ = msmmt_loss(model(texture, motion), labels, cfg.loss)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+
+    rss_before = _rss_mb()
+    step()  # warm-up
+    times, cpu_times = [], []
+    for _ in range(steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model.eval()
+    one_t, one_m = texture[:1], motion[:1]
+    latencies = []
+    with torch.no_grad():
+        model(one_t, one_m)
+        for _ in range(max(steps, 3)):
+            t0 = time.perf_counter()
+            model(one_t, one_m)
+            latencies.append(time.perf_counter() - t0)
+    return {
+        "step_s": times,
+        "step_cpu_s": cpu_times,
+        "infer_s": latencies,
+        "peak_mb": peak,
+        "train_mb": peak - rss_before,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_config(config: str, rounds: int, threads: int | None) -> list[dict]:
+    from msmmt.config import load_config
+
+    batch = BATCH.get(config, load_config(config).train.batch_size)
+    steps = STEPS.get(config, 5)
+    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for r in range(rounds):
+        for variant in VARIANTS:
+            cmd = [sys.executable, __file__, "--worker", config, variant, str(batch), str(steps)]
+            if threads:
+                cmd += ["--threads", str(threads)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            results[variant].append(json.loads(out.strip().splitlines()[-1]))
+            print(f"  {config} {variant} round {r + 1}/{rounds} done", file=sys.stderr)
+    def median(key: str) -> dict[str, float]:
+        return {v: statistics.median(t for res in rs for t in res[key]) for v, rs in results.items()}
+
+    wall, cpu = median("step_s"), median("step_cpu_s")
+    rows = []
+    for variant, rs in results.items():
+        step_s = wall[variant]
+        baseline = "separate/" + variant.split("/")[1]
+        rows.append(
+            {
+                "config": config,
+                "variant": variant,
+                "batch": batch,
+                "threads": rs[0]["threads"],
+                "params_m": rs[0]["params_m"],
+                "train_step_ms": 1000 * step_s,
+                "train_samples_s": batch / step_s,
+                "speedup_vs_separate": wall[baseline] / step_s,
+                "train_step_cpu_ms": 1000 * cpu[variant],
+                "cpu_speedup_vs_separate": cpu[baseline] / cpu[variant],
+                "peak_rss_mb": max(res["peak_mb"] for res in rs),
+                "train_mem_mb": max(res["train_mb"] for res in rs),
+                "infer_ms_per_clip": 1000
+                * statistics.median(t for res in rs for t in res["infer_s"]),
+                "rounds": rounds,
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=["demo", "cpu-small", "paper"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--worker", nargs=4, metavar=("CONFIG", "VARIANT", "BATCH", "STEPS"))
+    args = parser.parse_args()
+    if args.worker:
+        config, variant, batch, steps = args.worker
+        print(json.dumps(worker(config, variant, int(batch), int(steps), args.threads)))
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import record
+
+    rows = []
+    for config in args.configs:
+        rows += run_config(config, args.rounds if config != "paper" else 1, args.threads)
+    record("model", rows)
+
+
+if __name__ == "__main__":
+    main()

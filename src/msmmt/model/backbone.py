@@ -1,0 +1,362 @@
+"""A timm Vision Transformer that runs several image scales at once and exposes its attention.
+
+:class:`ViTBackbone` wraps ``timm``'s ``VisionTransformer`` (any registered ViT name,
+optionally with its depth / width / patch size overridden) for the multi-scale,
+patch-weighted encoder of MSMMT (DESIGN.md "Multi-scale patches" and eqs 12-16):
+
+* every scale is patch-embedded with the same patches; position embeddings are
+  resampled per grid and images whose side is not a multiple of the patch are
+  padded (timm's ``dynamic_img_size`` / ``dynamic_img_pad``);
+* the first L-1 blocks compute attention explicitly and report its head mean;
+  the attention-guided patch weights of :mod:`msmmt.model.patch_weighting` scale
+  the patch tokens that enter the last block, which may use the fused kernel;
+* the feature of a scale is the class token after the final norm.
+
+By default the token sequences of all scales are *packed* into one sequence per
+image with a block-diagonal attention mask, so one pass through the network serves
+every scale (as in NaViT's sequence packing, Dehghani et al. 2023): the linear
+layers see one large batch instead of three small ones, and the mask keeps the
+scales from attending to each other, so the result equals separate passes.
+``pack_scales=False`` runs one pass per scale instead (the benchmark's baseline).
+
+Weights come from timm's hub (``pretrained="timm"``), from a local safetensors /
+``.pth`` / ``.npz`` file (resampling the position and patch embeddings when the
+grid or patch size differ, as timm does), or are random (``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.layers import Attention
+from timm.models import load_state_dict
+from timm.models.vision_transformer import Block, VisionTransformer, checkpoint_filter_fn
+from torch import nn
+
+from msmmt.config import ModelConfig
+from msmmt.model.patch_weighting import patch_weights, weight_tokens
+
+__all__ = ["ScaleOutput", "ViTBackbone", "build_backbone", "create_vit", "load_vit_weights"]
+
+
+class ScaleOutput(NamedTuple):
+    """What the backbone returns for one input scale."""
+
+    feature: torch.Tensor
+    """``(B, D)`` class token after the final norm."""
+    weights: torch.Tensor | None
+    """``(B, grid_h, grid_w)`` patch weights in [0, 1] (eq 14); None without patch weighting."""
+    attentions: list[torch.Tensor] | None
+    """Head-mean attention ``(B, N, N)`` of each of the first L-1 blocks, N = 1 + patches;
+    None without patch weighting."""
+
+
+def create_vit(
+    name: str,
+    *,
+    pretrained: str | Path | None = None,
+    img_size: int = 224,
+    patch_size: int | None = None,
+    embed_dim: int | None = None,
+    depth: int | None = None,
+    num_heads: int | None = None,
+    drop_path_rate: float = 0.0,
+) -> VisionTransformer:
+    """Create a headless timm ViT that accepts any input size.
+
+    Args:
+        name: a timm model name whose class is ``VisionTransformer`` with one class
+            token (``vit_base_patch16_224``, ``vit_tiny_patch16_224``, ``deit_small_patch16_224``...).
+        pretrained: ``None`` (random init), ``"timm"`` (hub weights, needs internet) or
+            the path of a local safetensors / ``.pth`` / ``.npz`` file.
+        img_size: the base size m; the position embeddings are made for its grid.
+        patch_size, embed_dim, depth, num_heads: override the named architecture.
+        drop_path_rate: stochastic depth.
+    """
+    overrides = dict(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads)
+    kwargs = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        vit = timm.create_model(
+            name,
+            pretrained=pretrained == "timm",
+            img_size=img_size,
+            num_classes=0,
+            dynamic_img_size=True,
+            dynamic_img_pad=True,
+            drop_path_rate=drop_path_rate,
+            **kwargs,
+        )
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise ValueError(f"backbone {name!r}: not a timm model name") from None
+        raise
+    except TypeError as err:
+        raise ValueError(f"backbone {name!r}: does not take these options ({err})") from None
+    _check_supported(vit, name)
+    if pretrained is not None and pretrained != "timm":
+        load_vit_weights(vit, pretrained)
+    return vit
+
+
+def _check_supported(vit: nn.Module, name: str) -> None:
+    problem = None
+    if not isinstance(vit, VisionTransformer):
+        problem = f"is a {type(vit).__name__}, not a timm VisionTransformer"
+    elif vit.cls_token is None or vit.num_prefix_tokens != 1:
+        problem = "needs exactly one class token and no register tokens"
+    elif vit.attn_pool is not None:
+        problem = "uses attention pooling instead of the class token"
+    elif len(vit.blocks) < 2:
+        problem = "needs at least 2 blocks"
+    elif any(type(b) is not Block or type(b.attn) is not Attention for b in vit.blocks):
+        problem = "needs timm's standard pre-norm Block with Attention in every layer"
+    if problem:
+        raise ValueError(f"backbone {name!r}: {problem}")
+
+
+def load_vit_weights(vit: VisionTransformer, path: str | Path) -> None:
+    """Load a local checkpoint into ``vit`` as timm's ``pretrained`` loading does.
+
+    safetensors and ``.pth``/``.pt``/``.bin`` files are read without running code
+    (``weights_only``), passed through timm's ViT ``checkpoint_filter_fn`` (which
+    resamples the position embedding to the model's grid and the patch embedding
+    to its patch size, and converts CLIP / DINOv2 / ... layouts); a classifier head
+    is dropped. ``.npz`` files (the original JAX releases) go through timm's JAX loader.
+    Every backbone parameter must be found in the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretrained weights file not found")
+    try:
+        if path.suffix == ".npz":
+            vit.load_pretrained(str(path))
+            return
+        state = checkpoint_filter_fn(load_state_dict(str(path), weights_only=True), vit)
+    except Exception as err:  # corrupt or foreign files fail in many ways
+        raise ValueError(f"{path}: cannot read ViT weights ({type(err).__name__}: {err})") from err
+    state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    missing, unexpected = vit.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: weights do not fit the backbone (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]})"
+        )
+
+
+class ViTBackbone(nn.Module):
+    """A timm ViT run on a list of scales, with attention-guided patch weighting.
+
+    Args:
+        vit: from :func:`create_vit`.
+        patch_weighting: weight the patch tokens entering the last block (eqs 12-15);
+            off gives a plain ViT.
+        rollout_residual: add the identity to each block's attention (attention rollout).
+        detach_weights: stop gradients through the patch weights.
+        pack_scales: run all scales as one packed sequence (True) or one pass per scale.
+        fused_attn: let the blocks that need no attention probabilities (the last one,
+            or all without patch weighting) use the fused attention kernel.
+    """
+
+    def __init__(
+        self,
+        vit: VisionTransformer,
+        *,
+        patch_weighting: bool = True,
+        rollout_residual: bool = False,
+        detach_weights: bool = True,
+        pack_scales: bool = True,
+        fused_attn: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_supported(vit, type(vit).__name__)
+        self.vit = vit
+        self.patch_weighting = patch_weighting
+        self.rollout_residual = rollout_residual
+        self.detach_weights = detach_weights
+        self.pack_scales = pack_scales
+        self.fused_attn = fused_attn
+        data = timm.data.resolve_model_data_config(vit)
+        self.register_buffer("mean", torch.tensor(data["mean"]).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(data["std"]).view(1, -1, 1, 1), persistent=False)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.vit.embed_dim
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return tuple(self.vit.patch_embed.patch_size)
+
+    def forward(self, images: Sequence[torch.Tensor]) -> list[ScaleOutput]:
+        """Encode each image (one per scale, ``(B, 3, h, w)`` in [0, 1], same B).
+
+        Images are normalised with the backbone's mean / std here; their sizes may
+        differ and need not be multiples of the patch size.
+        """
+        if not images:
+            raise ValueError("the backbone needs at least one image")
+        for image in images:
+            if image.dim() != 4 or image.shape[1] != self.mean.shape[1]:
+                raise ValueError(
+                    f"images must be (B, {self.mean.shape[1]}, H, W), got {tuple(image.shape)}"
+                )
+            if image.shape[0] != images[0].shape[0]:
+                raise ValueError("all scales must have the same batch size")
+        if self.pack_scales:
+            return self._encode(list(images))
+        return [self._encode([image])[0] for image in images]
+
+    def _embed(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        vit = self.vit
+        x = vit.patch_embed((image - self.mean) / self.std)  # (B, gh, gw, D), padded if needed
+        grid = (x.shape[1], x.shape[2])
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))  # position embedding resampled to grid
+        return x, grid
+
+    def _encode(self, images: list[torch.Tensor]) -> list[ScaleOutput]:
+        """One pass over the packed token sequences of ``images``."""
+        embedded = [self._embed(image) for image in images]
+        lengths = [tokens.shape[1] for tokens, _ in embedded]
+        spans = _spans(lengths)
+        x = torch.cat([tokens for tokens, _ in embedded], dim=1)
+        mask = _block_diagonal_mask(lengths, x.device) if len(lengths) > 1 else None
+        blocks = self.vit.blocks
+        per_scale_attn: list[list[torch.Tensor]] | None = None
+        weights: list[torch.Tensor] | None = None
+        attentions = []
+        for block in blocks[:-1]:
+            x, attention = _block(block, x, mask, need_probs=self.patch_weighting, fused=self.fused_attn)
+            attentions.append(attention)
+        if self.patch_weighting:
+            per_scale_attn = [[a[:, start:end, start:end] for a in attentions] for start, end in spans]
+            weights = [
+                patch_weights(
+                    [a.detach() for a in attn] if self.detach_weights else attn,
+                    residual=self.rollout_residual,
+                )
+                for attn in per_scale_attn
+            ]
+            x = torch.cat(
+                [weight_tokens(t, w) for t, w in zip(x.split(lengths, dim=1), weights, strict=True)],
+                dim=1,
+            )
+        # only the class tokens of the last block are used: compute its queries there only
+        cls = [start for start, _ in spans]
+        x, _ = _block(blocks[-1], x, mask, queries=cls, fused=self.fused_attn)
+        features = self.vit.norm(x)  # (B, scales, D)
+        outputs = []
+        for i, (_, grid) in enumerate(embedded):
+            weight_map = None if weights is None else weights[i][:, 1:].reshape(-1, *grid)
+            attn = None if per_scale_attn is None else per_scale_attn[i]
+            outputs.append(ScaleOutput(features[:, i], weight_map, attn))
+        return outputs
+
+
+def _spans(lengths: Sequence[int]) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for n in lengths:
+        spans.append((start, start + n))
+        start += n
+    return spans
+
+
+def _block_diagonal_mask(lengths: Sequence[int], device: torch.device) -> torch.Tensor:
+    """``(N, N)`` boolean mask, True where query and key belong to the same scale."""
+    ids = torch.repeat_interleave(
+        torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device)
+    )
+    return ids[:, None] == ids[None, :]
+
+
+def _attention(
+    attn: Attention,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    queries: list[int] | None = None,
+    need_probs: bool = False,
+    fused: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """timm's ``Attention.forward`` for the query tokens ``queries`` (all when None).
+
+    ``softmax(q k^T * scale) v`` (Vaswani et al. 2017), restricted to ``mask``. With
+    ``need_probs`` (or ``fused=False``) the probabilities are computed explicitly and
+    their head mean ``(B, Nq, N)`` is returned; otherwise the fused kernel runs.
+    """
+    B, N, _ = x.shape
+    heads, dim = attn.num_heads, attn.head_dim
+    width = heads * dim
+    weight, bias = attn.qkv.weight, attn.qkv.bias
+    if queries is None:
+        q, k, v = attn.qkv(x).reshape(B, N, 3, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x_q = x
+    else:
+        x_q = x[:, queries]
+        q = F.linear(x_q, weight[:width], None if bias is None else bias[:width])
+        q = q.reshape(B, len(queries), heads, dim).transpose(1, 2)
+        kv = F.linear(x, weight[width:], None if bias is None else bias[width:])
+        k, v = kv.reshape(B, N, 2, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if mask is not None:
+            mask = mask[queries]
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    probs = None
+    if need_probs or not fused:
+        scores = (q * attn.scale) @ k.transpose(-2, -1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = scores.softmax(dim=-1)
+        out = attn.attn_drop(probs) @ v
+    else:
+        drop = attn.attn_drop.p if attn.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+    out = attn.norm(out.transpose(1, 2).reshape(B, q.shape[2], width))
+    if getattr(attn, "gate", None) is not None:
+        out = out * attn.gate(x_q).sigmoid()
+    out = attn.proj_drop(attn.proj(out))
+    return out, probs.mean(dim=1) if need_probs else None
+
+
+def _block(
+    block: Block,
+    x: torch.Tensor,
+    mask: torch.Tensor | None,
+    queries: list[int] | None = None,
+    need_probs: bool = False,
+    fused: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """timm's pre-norm ``Block.forward`` for the tokens ``queries`` (all when None).
+
+    Returns the block's output for those tokens and, with ``need_probs``, the head
+    mean of its attention probabilities.
+    """
+    out, probs = _attention(block.attn, block.norm1(x), mask, queries, need_probs, fused)
+    x = x if queries is None else x[:, queries]
+    x = x + block.drop_path1(block.ls1(out))
+    x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
+    return x, probs
+
+
+def build_backbone(cfg: ModelConfig) -> ViTBackbone:
+    """The backbone a :class:`~msmmt.config.ModelConfig` describes."""
+    vit = create_vit(
+        cfg.backbone,
+        pretrained=cfg.pretrained,
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.embed_dim,
+        depth=cfg.depth,
+        num_heads=cfg.num_heads,
+        drop_path_rate=cfg.drop_path_rate,
+    )
+    return ViTBackbone(
+        vit,
+        patch_weighting=cfg.patch_weighting,
+        rollout_residual=cfg.rollout_residual,
+        detach_weights=cfg.detach_weights,
+        pack_scales=cfg.pack_scales,
+        fused_attn=cfg.fused_attn,
+    )

@@ -1,0 +1,173 @@
+"""MSMMT: multi-scale, multi-modal ViT for micro-expression recognition (DESIGN.md eqs 10-18).
+
+Each modality image (texture: dynamic image or apex frame; motion: the u / v /
+optical-strain image) is resized to the base size m and down-sampled to m/s for
+every scale factor s (antialiased), encoded by a :class:`~msmmt.model.backbone.ViTBackbone`
+with attention-guided patch weighting, and represented by the concatenated class
+tokens of its scales (eq 18). The two modality features are concatenated and
+classified by ``FC2(Dropout(ReLU(FC1(.))))`` (eq 17). A projection head per modality
+maps its feature to the embedding of the cross-modal contrastive loss (eqs 19-20).
+
+Backbone sharing (``ModelConfig.share_backbone``): ``modality`` (default) gives each
+modality one backbone shared by its scales, ``all`` one backbone for everything (the
+two modalities then run as one batch), ``scale`` one backbone per (modality, scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from msmmt.config import ModelConfig
+from msmmt.model.backbone import ViTBackbone, build_backbone
+
+__all__ = ["MSMMT", "MSMMTOutput", "build_model"]
+
+
+@dataclass
+class MSMMTOutput:
+    """What :class:`MSMMT` returns for a batch of B clips."""
+
+    logits: torch.Tensor
+    """``(B, num_classes)`` class scores (eq 17)."""
+    z_texture: torch.Tensor | None
+    """``(B, proj_dim)`` projected texture feature for the contrastive loss; None when
+    the model has fewer than two modalities."""
+    z_motion: torch.Tensor | None
+    """``(B, proj_dim)`` projected motion feature; None likewise."""
+    patch_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``"texture@1"``, ``"motion@4"``... -> ``(B, grid_h, grid_w)`` patch weights in [0, 1]
+    (eq 14); empty without patch weighting."""
+
+
+def _backbone_key(share: str, modality: str, scale: int) -> str:
+    if share == "all":
+        return "all"
+    if share == "modality":
+        return modality
+    return f"{modality}@{scale}"
+
+
+def scale_size(img_size: int, scale: int) -> int:
+    """Side of the input at down-sampling factor ``scale``: round(m / s)."""
+    return max(1, round(img_size / scale))
+
+
+def resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``(B, C, H, W)`` to ``size x size``, bilinear and antialiased (no-op at that size)."""
+    if image.shape[-2:] == (size, size):
+        return image
+    return F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+class MSMMT(nn.Module):
+    """The MSMMT network; see the module docstring. Build it with :func:`build_model`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg.model_copy(deep=True)
+        self.modalities: tuple[str, ...] = tuple(cfg.modalities)
+        self.scales: tuple[int, ...] = tuple(cfg.scales)
+        # which (modality, scale) streams each backbone serves, in a fixed order
+        self.streams: dict[str, list[tuple[str, int]]] = {}
+        for modality in self.modalities:
+            for scale in self.scales:
+                key = _backbone_key(cfg.share_backbone, modality, scale)
+                self.streams.setdefault(key, []).append((modality, scale))
+        self.backbones = nn.ModuleDict({key: build_backbone(cfg) for key in self.streams})
+        first: ViTBackbone = next(iter(self.backbones.values()))
+        _check_grids(cfg, first.patch_size)
+        feature_dim = first.embed_dim * len(self.scales)  # F_modality, eq 18
+        self.classifier = nn.Sequential(
+            nn.Linear(feature_dim * len(self.modalities), cfg.fusion_hidden),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.fusion_hidden, cfg.num_classes),
+        )
+        self.projections = nn.ModuleDict(
+            {
+                m: nn.Sequential(
+                    nn.Linear(feature_dim, cfg.fusion_hidden),
+                    nn.ReLU(),
+                    nn.Linear(cfg.fusion_hidden, cfg.proj_dim),
+                )
+                for m in self.modalities
+            }
+            if len(self.modalities) == 2
+            else {}
+        )
+
+    def forward(
+        self, texture: torch.Tensor | None = None, motion: torch.Tensor | None = None
+    ) -> MSMMTOutput:
+        """Classify a batch of clips.
+
+        Args:
+            texture: ``(B, 3, H, W)`` float images in [0, 1], any size (ignored, may be
+                None, when the model has no texture modality).
+            motion: ``(B, 3, H', W')`` float images in [0, 1], likewise.
+        """
+        images = self._check_inputs({"texture": texture, "motion": motion})
+        batch = next(iter(images.values())).shape[0]
+        pyramids = {
+            m: {s: resize(x, scale_size(self.cfg.img_size, s)) for s in self.scales}
+            for m, x in images.items()
+        }
+        features: dict[tuple[str, int], torch.Tensor] = {}
+        weights: dict[str, torch.Tensor] = {}
+        for key, backbone in self.backbones.items():
+            streams = self.streams[key]
+            modalities = list(dict.fromkeys(m for m, _ in streams))
+            scales = list(dict.fromkeys(s for _, s in streams))
+            # modalities sharing a backbone run as one batch, scales as one packed pass
+            outputs = backbone([torch.cat([pyramids[m][s] for m in modalities]) for s in scales])
+            for scale, out in zip(scales, outputs, strict=True):
+                for j, modality in enumerate(modalities):
+                    rows = slice(j * batch, (j + 1) * batch)
+                    features[modality, scale] = out.feature[rows]
+                    if out.weights is not None:
+                        weights[f"{modality}@{scale}"] = out.weights[rows]
+        per_modality = {
+            m: torch.cat([features[m, s] for s in self.scales], dim=1) for m in self.modalities
+        }
+        logits = self.classifier(torch.cat([per_modality[m] for m in self.modalities], dim=1))
+        z = {m: head(per_modality[m]) for m, head in self.projections.items()}
+        return MSMMTOutput(logits, z.get("texture"), z.get("motion"), weights)
+
+    def _check_inputs(self, given: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        images = {}
+        for modality in self.modalities:
+            x = given[modality]
+            if x is None:
+                raise ValueError(f"the model uses the {modality} modality but got no {modality} input")
+            if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
+                raise ValueError(
+                    f"{modality} input must be a float tensor (B, 3, H, W) in [0, 1], "
+                    f"got {x.dtype} {tuple(x.shape)}"
+                )
+            images[modality] = x
+        sizes = {m: x.shape[0] for m, x in images.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"texture and motion batches differ in size: {sizes}")
+        return images
+
+
+def _check_grids(cfg: ModelConfig, patch_size: tuple[int, int]) -> None:
+    """Every scale must keep more than one patch (DESIGN.md "Multi-scale patches")."""
+    for scale in cfg.scales:
+        side = scale_size(cfg.img_size, scale)
+        grid = [-(-side // p) for p in patch_size]
+        if grid[0] * grid[1] < 2:
+            raise ValueError(
+                f"model.scales: scale {scale} turns img_size {cfg.img_size} into {side}x{side} "
+                f"pixels, a single {patch_size[0]}x{patch_size[1]} patch; use a larger "
+                "img_size, a smaller patch_size or fewer scales"
+            )
+
+
+def build_model(cfg: ModelConfig) -> MSMMT:
+    """The MSMMT network described by ``cfg`` (weights as ``cfg.pretrained`` says)."""
+    return MSMMT(cfg)
