@@ -266,8 +266,13 @@ def _sample_range(sample: Sample) -> tuple[ClipRange, tuple[int, int, int, int]]
     return rng, (numbers[rng.onset], numbers[rng.apex], numbers[rng.offset], numbers[rng.end])
 
 
-def _process_sample(sample: Sample, cfg: PreprocessConfig, cache_dir: Path) -> _Outcome:
-    """Compute what is missing from the cache for one sample; failures become an outcome."""
+def _process_sample(
+    sample: Sample, cfg: PreprocessConfig, cache_dir: Path, compute: bool = True
+) -> _Outcome | None:
+    """Compute what is missing from the cache for one sample; failures become an outcome.
+
+    ``compute=False`` only looks: None means there is work to do.
+    """
     clock = StageClock()
     try:
         with clock("frames"):
@@ -277,6 +282,8 @@ def _process_sample(sample: Sample, cfg: PreprocessConfig, cache_dir: Path) -> _
         missing = [name for name in IMAGES if not entries.image(name).is_file()]
         if not missing:
             return _Outcome("skipped", entries.texture, entries.motion)
+        if not compute:
+            return None
         faces = cache.load_faces(entries.faces)
         if faces is None:
             with clock("load"):
@@ -307,9 +314,18 @@ def _init_worker(threads: int) -> None:
 def _outcomes(
     samples: Sequence[Sample], cfg: PreprocessConfig, cache_dir: Path, workers: int
 ) -> Iterator[tuple[int, _Outcome]]:
+    """Outcome of every sample: cached ones first (checked here), then the computed ones."""
+    todo = []
+    for i, sample in enumerate(samples):
+        outcome = _process_sample(sample, cfg, cache_dir, compute=False)
+        if outcome is None:
+            todo.append(i)
+        else:
+            yield i, outcome
+    workers = min(workers, len(todo))
     if workers <= 1:
-        for i, sample in enumerate(samples):
-            yield i, _process_sample(sample, cfg, cache_dir)
+        for i in todo:
+            yield i, _process_sample(samples[i], cfg, cache_dir)
         return
     import multiprocessing
 
@@ -317,9 +333,7 @@ def _outcomes(
     with ProcessPoolExecutor(
         workers, multiprocessing.get_context("spawn"), _init_worker, (threads,)
     ) as pool:
-        futures = {
-            pool.submit(_process_sample, s, cfg, cache_dir): i for i, s in enumerate(samples)
-        }
+        futures = {pool.submit(_process_sample, samples[i], cfg, cache_dir): i for i in todo}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -391,5 +405,5 @@ def preprocess_dataset(
         manifest,
         failures_path,
     )
-    log.info("preprocess: %s", summary)
+    log.debug("preprocess: %s", summary)
     return summary

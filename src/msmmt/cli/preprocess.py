@@ -1,0 +1,71 @@
+"""``msmmt preprocess``: clips -> cached dynamic images and flow/strain images + manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+
+_NO_FRAMES = ("precomputed", "composite-release")
+
+
+def _annotations(values: list[str] | None) -> str | dict[str, str] | None:
+    """One file, or ``casme2=FILE`` / ``samm=FILE`` pairs (the composite set)."""
+    if not values:
+        return None
+    if all("=" in v for v in values):
+        return dict(v.split("=", 1) for v in values)
+    if len(values) == 1:
+        return values[0]
+    raise fail("--annotations: give one file, or NAME=FILE pairs (composite: casme2=..., samm=...)")
+
+
+@app.command("preprocess")
+def preprocess(
+    dataset: Annotated[str, typer.Argument(help="casme2, samm, smic, composite or synthetic.")],
+    root: Annotated[Path, typer.Argument(help="The dataset's folder.")],
+    annotations: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotations",
+            "-a",
+            help="Coding sheet (default: found under ROOT); for composite, "
+            "casme2=FILE and samm=FILE (repeat the option).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Cache folder (default: cache).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes working on clips at once.")] = 1,
+) -> None:
+    """Align faces, magnify, and compute each clip's dynamic image and flow/strain image.
+
+    Settings come from the config's `preprocess` section. Writes CACHE/manifest.csv
+    (read it with the `precomputed` reader) and CACHE/failures.csv; a rerun only
+    computes what is missing. Exits with status 1 when a clip failed.
+    """
+    from msmmt.data.readers import DATASETS, read_dataset
+    from msmmt.data.records import DatasetError
+    from msmmt.preprocess.pipeline import preprocess_dataset
+
+    cfg = load_or_fail()
+    if dataset in _NO_FRAMES or dataset not in DATASETS:
+        choices = ", ".join(d for d in DATASETS if d not in _NO_FRAMES)
+        raise fail(f"dataset {dataset!r}: expected one of {choices}")
+    if not root.exists():
+        raise fail(f"dataset root {root} does not exist")
+    try:
+        samples = read_dataset(dataset, root, _annotations(annotations))
+    except (DatasetError, ValueError) as err:
+        raise fail(str(err)) from None
+    cache_dir = output_dir(out, "cache")
+    typer.echo(f"preprocessing {len(samples)} {dataset} clips -> {cache_dir} ({workers} workers)")
+    summary = preprocess_dataset(
+        samples, cfg.preprocess, cache_dir, workers=workers, progress=STATE.verbosity >= 0
+    )
+    typer.echo(str(summary))
+    if summary.failed:
+        raise typer.Exit(1)
