@@ -1,0 +1,227 @@
+"""The MSMMT network end to end on CPU: shapes, ablations, determinism, checkpoints."""
+
+import json
+
+import pytest
+import timm
+import torch
+
+from msmmt.config import Config, LossConfig, ModelConfig, load_config
+from msmmt.model import MSMMT, MSMMTOutput, build_model
+from msmmt.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from msmmt.model.losses import msmmt_loss
+
+TINY = dict(
+    backbone="vit_tiny_patch16_224",
+    img_size=32,
+    patch_size=4,
+    embed_dim=32,
+    depth=2,
+    num_heads=2,
+    fusion_hidden=16,
+    proj_dim=8,
+    num_classes=3,
+    dropout=0.1,
+)
+
+
+def tiny(**kw) -> ModelConfig:
+    return ModelConfig(**{**TINY, **kw})
+
+
+def build(seed=0, **kw) -> MSMMT:
+    torch.manual_seed(seed)
+    return build_model(tiny(**kw))
+
+
+def inputs(batch=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    # any sizes: a non-square texture image and a 28x28 flow image as in the public release
+    return torch.rand(batch, 3, 40, 50, generator=g), torch.rand(batch, 3, 28, 28, generator=g)
+
+
+def test_forward_backward_shapes():
+    model = build()
+    texture, motion = inputs()
+    out = model(texture, motion)
+    assert isinstance(out, MSMMTOutput)
+    assert out.logits.shape == (4, 3)
+    assert out.z_texture.shape == (4, 8) and out.z_motion.shape == (4, 8)
+    grids = {1: 8, 2: 4, 4: 2}  # 32, 16 and 8 pixels in 4x4 patches
+    assert set(out.patch_weights) == {f"{m}@{s}" for m in ("texture", "motion") for s in (1, 2, 4)}
+    for key, w in out.patch_weights.items():
+        g = grids[int(key.split("@")[1])]
+        assert w.shape == (4, g, g)
+        assert (w >= 0).all() and (w <= 1 + 1e-6).all()
+    loss, parts = msmmt_loss(out, torch.tensor([0, 1, 2, 0]), LossConfig(alpha=0.5))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+
+
+def test_batch_of_one_trains():
+    model = build().train()
+    texture, motion = inputs(batch=1)
+    out = model(texture, motion)
+    assert out.logits.shape == (1, 3)
+    loss, _ = msmmt_loss(out, torch.tensor([2]), LossConfig())
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize(
+    ("change", "backbones", "keys"),
+    [
+        (dict(modalities=["texture"]), 1, {"texture@1", "texture@2", "texture@4"}),
+        (dict(modalities=["motion"], scales=[2]), 1, {"motion@2"}),
+        (dict(scales=[1, 4]), 2, {"texture@1", "texture@4", "motion@1", "motion@4"}),
+        (dict(patch_weighting=False), 2, set()),
+        (dict(share_backbone="all"), 1, None),
+        (dict(share_backbone="scale"), 6, None),
+        (dict(rollout_residual=True, detach_weights=False), 2, None),
+        (dict(pack_scales=False, fused_attn=False), 2, None),
+    ],
+)
+def test_ablation_switches(change, backbones, keys):
+    model = build(**change)
+    assert len(model.backbones) == backbones
+    texture, motion = inputs()
+    two = len(model.modalities) == 2
+    out = model(
+        texture if "texture" in model.modalities else None,
+        motion if "motion" in model.modalities else None,
+    )
+    assert out.logits.shape == (4, 3)
+    assert (out.z_texture is not None) == two and (out.z_motion is not None) == two
+    if keys is not None:
+        assert set(out.patch_weights) == keys
+    loss, parts = msmmt_loss(out, torch.tensor([0, 1, 2, 0]), LossConfig(alpha=0.1))
+    loss.backward()
+    assert (parts["con"] > 0) == two
+
+
+def test_contrastive_off_is_cross_entropy():
+    model = build()
+    out = model(*inputs())
+    labels = torch.tensor([0, 1, 2, 0])
+    total, _ = msmmt_loss(out, labels, LossConfig(alpha=1.0))
+    assert torch.allclose(total, torch.nn.functional.cross_entropy(out.logits, labels))
+
+
+def test_feature_width_follows_scales_and_modalities():
+    model = build(scales=[1, 2])
+    assert model.classifier[0].in_features == 2 * 2 * 32  # modalities x scales x D
+    assert model.projections["texture"][0].in_features == 2 * 32
+
+
+def test_packed_equals_separate_passes():
+    packed = build(pack_scales=True).eval()
+    separate = build(pack_scales=False).eval()
+    separate.load_state_dict(packed.state_dict())
+    with torch.no_grad():
+        a, b = packed(*inputs()), separate(*inputs())
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    for key in a.patch_weights:
+        assert torch.allclose(a.patch_weights[key], b.patch_weights[key], atol=1e-5)
+
+
+def test_share_all_runs_modalities_through_one_backbone():
+    """With one shared backbone, texture@s equals running the texture alone."""
+    model = build(share_backbone="all").eval()
+    texture_only = build(share_backbone="all", modalities=["texture"]).eval()
+    texture_only.backbones.load_state_dict(model.backbones.state_dict())
+    texture, motion = inputs()
+    with torch.no_grad():
+        both, alone = model(texture, motion), texture_only(texture, None)
+    for s in (1, 2, 4):
+        key = f"texture@{s}"
+        assert torch.allclose(both.patch_weights[key], alone.patch_weights[key], atol=1e-5)
+
+
+def test_deterministic_with_seed():
+    texture, motion = inputs()
+    outs = []
+    for _ in range(2):
+        model = build(seed=7).eval()
+        with torch.no_grad():
+            outs.append(model(texture, motion).logits)
+    assert torch.equal(outs[0], outs[1])
+    other = build(seed=8).eval()
+    with torch.no_grad():
+        assert not torch.allclose(other(texture, motion).logits, outs[0])
+
+
+def test_bad_inputs_are_refused():
+    model = build()
+    texture, motion = inputs()
+    with pytest.raises(ValueError, match="no motion input"):
+        model(texture, None)
+    with pytest.raises(ValueError, match=r"texture input must be .*\(B, 3, H, W\)"):
+        model(texture[:, :1], motion)
+    with pytest.raises(ValueError, match="batches differ"):
+        model(texture, motion[:2])
+    with pytest.raises(ValueError, match="single 4x4 patch"):
+        build(scales=[1, 8])
+
+
+@pytest.mark.parametrize("share", ["modality", "all"])
+def test_checkpoint_round_trip(tmp_path, share):
+    config = Config(model=tiny(share_backbone=share))
+    torch.manual_seed(0)
+    model = build_model(config.model).eval()
+    save_checkpoint(model, config, tmp_path / "ckpt", extra={"classes": ["a", "b", "c"]})
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {
+        "model.safetensors", "config.json", "extra.json"
+    }
+    torch.manual_seed(99)  # a different init, replaced by the file's weights
+    loaded, loaded_config, extra = load_checkpoint(tmp_path / "ckpt")
+    assert loaded_config == config
+    assert extra == {"classes": ["a", "b", "c"]}
+    assert not loaded.training
+    with torch.no_grad():
+        assert torch.equal(model(*inputs()).logits, loaded(*inputs()).logits)
+
+
+def test_checkpoint_never_downloads(tmp_path):
+    config = Config(model=tiny(pretrained="timm"))  # would download if honoured
+    model = build_model(tiny())
+    save_checkpoint(model, config, tmp_path)
+    loaded, loaded_config, extra = load_checkpoint(tmp_path)
+    assert loaded_config.model.pretrained == "timm" and extra == {}
+    assert torch.equal(loaded.classifier[0].weight, model.classifier[0].weight)
+
+
+def test_missing_or_corrupt_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(CheckpointError, match="nowhere.*config.json"):
+        load_checkpoint(tmp_path / "nowhere")
+    config = Config(model=tiny())
+    save_checkpoint(build_model(config.model), config, tmp_path / "c")
+    (tmp_path / "c" / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_checkpoint(tmp_path / "c")
+    save_checkpoint(build_model(config.model), config, tmp_path / "d")
+    (tmp_path / "d" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_checkpoint(tmp_path / "d")
+    # weights of another architecture
+    save_checkpoint(build_model(config.model), config, tmp_path / "e")
+    other = config.model_dump(mode="json")
+    other["model"]["embed_dim"] = 64
+    (tmp_path / "e" / "config.json").write_text(json.dumps(other))
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(tmp_path / "e")
+
+
+def test_paper_config_parameter_count():
+    """Two ViT-B/16 backbones plus the fusion and projection heads."""
+    cfg = load_config("paper").model.model_copy(update={"pretrained": None})
+    with torch.device("meta"):
+        model = build_model(cfg)
+        vit_b = timm.create_model("vit_base_patch16_224", num_classes=0)
+    vit_params = sum(p.numel() for p in vit_b.parameters())
+    feature = 3 * 768  # three scales' class tokens
+    fusion = (2 * feature * 512 + 512) + (512 * 3 + 3)
+    projection = (feature * 512 + 512) + (512 * 128 + 128)
+    expected = 2 * vit_params + fusion + 2 * projection
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert len(model.backbones) == 2
