@@ -69,7 +69,8 @@ class ClipImages:
     face: np.ndarray
     """(S, S, 3) uint8 aligned apex frame."""
     info: dict = field(default_factory=dict)
-    """Frame indices, alignment details and milliseconds per stage."""
+    """Key-frame indices, the frame the landmarks came from, the 68 aligned landmarks
+    (in image_size pixels), the eye targets (face_size pixels), milliseconds per stage."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,8 @@ def _align(
         )
 
 
-def _info(rng: ClipRange, faces: AlignedFaces, clock: StageClock) -> dict:
+def _info(rng: ClipRange, faces: AlignedFaces, cfg: PreprocessConfig, clock: StageClock) -> dict:
+    to_image = cfg.image_size / cfg.face_size
     return {
         "onset": rng.onset,
         "apex": rng.apex,
@@ -190,6 +192,7 @@ def _info(rng: ClipRange, faces: AlignedFaces, clock: StageClock) -> dict:
         "detected_frame": None
         if faces.detected_frame is None
         else rng.onset + faces.detected_frame,
+        "landmarks": None if faces.landmarks is None else (faces.landmarks * to_image).tolist(),
         "eye_targets": None if faces.eye_targets is None else faces.eye_targets.tolist(),
         "ms": dict(clock.ms),
     }
@@ -215,7 +218,7 @@ def process_clip(
     clock = StageClock()
     faces = _align(frames, rng, cfg, landmarks_fn, clip, clock)
     images = modality_images(faces.frames, rng.relative(), cfg, IMAGES, clock)
-    return ClipImages(**images, info=_info(rng, faces, clock))
+    return ClipImages(**images, info=_info(rng, faces, cfg, clock))
 
 
 # --------------------------------------------------------------------------- dataset runner
