@@ -1,6 +1,7 @@
 """Using a trained model: `msmmt train`, `predict` and `explain` end to end on synthetic
 face clips, their errors, and the patch-weight drawing."""
 
+import json
 
 import cv2
 import numpy as np
@@ -113,3 +114,121 @@ def test_train_on_a_missing_folder_is_a_clear_error(tmp_path):
     )
     assert result.exit_code == 2
     assert f"{tmp_path / 'nope'}: no such file or folder" in result.output
+
+
+# --- end to end on synthetic face clips --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """2 synthetic subjects x 3 clips, preprocessed with the demo preset, a tiny model
+    trained on them with `msmmt train`."""
+    from msmmt.data.readers import read_dataset
+    from msmmt.data.synthetic import generate
+    from msmmt.preprocess.pipeline import preprocess_dataset
+
+    root = tmp_path_factory.mktemp("e2e")
+    generate(root / "data", subjects=2, clips_per_subject=3, size=160, seed=0)
+    raw = read_dataset("synthetic", root / "data")
+    summary = preprocess_dataset(
+        raw, load_config("demo").preprocess, root / "cache", workers=1, progress=False
+    )
+    assert summary.failed == 0
+    result = runner.invoke(
+        app,
+        [
+            "-q",
+            *_sets(TINY),
+            "train",
+            "demo",
+            "--data",
+            str(root / "cache"),
+            "--out",
+            str(root / "model"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return root, {s.key: s for s in raw}
+
+
+def test_train_writes_a_checkpoint_with_classes_preprocessing_and_history(trained):
+    root, raw = trained
+    model = root / "model"
+    assert {"model.safetensors", "config.json", "extra.json", "history.csv"} <= {
+        p.name for p in model.iterdir()
+    }
+    extra = json.loads((model / "extra.json").read_text())
+    cfg = load_config("demo", TINY)
+    assert extra["class_names"] == ["negative", "positive", "surprise"]
+    assert extra["preprocess"] == cfg.preprocess.model_dump(mode="json")
+    assert extra["trained_on"]["clips"] == len(raw) and extra["trained_on"]["subjects"] == 2
+    rows = (model / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,lr,train_loss") and len(rows) == 1 + cfg.train.epochs
+
+
+def test_predict_preprocesses_a_clip_exactly_as_training_did(trained):
+    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.model.checkpoint import load_checkpoint
+    from msmmt.training.trainer import predict_proba
+
+    root, raw = trained
+    cached = filter_class_set(read_dataset("precomputed", root / "cache"), "composite")[1]
+    clip = raw[cached.key]
+    marks = ["--onset", str(clip.onset), "--apex", str(clip.apex), "--offset", str(clip.offset)]
+    result = runner.invoke(
+        app, ["predict", str(root / "model"), str(clip.frames[0].parent), *marks, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["assumed"] is None and (out["onset"], out["apex"]) == (clip.onset, clip.apex)
+    model, cfg, _ = load_checkpoint(root / "model")
+    expected = predict_proba(model, [cached], cfg)[0]
+    got = np.array([out["probabilities"][c] for c in ("negative", "positive", "surprise")])
+    assert np.allclose(got, expected, atol=1e-5)
+    assert out["prediction"] == ("negative", "positive", "surprise")[int(expected.argmax())]
+
+
+def test_predict_table_says_what_it_assumed(trained):
+    root, raw = trained
+    folder = next(iter(raw.values())).frames[0].parent
+    result = runner.invoke(app, ["predict", str(root / "model"), str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "assumed: onset = first frame" in result.output and "apex = middle frame" in result.output
+    )
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("class"))
+    table = [line for line in lines[header + 1 :] if line.strip()]
+    probs = [float(line.split()[1]) for line in table]
+    assert len(probs) == 3 and sum(probs) == pytest.approx(1.0, abs=2e-3)
+    predicted = next(line for line in lines if line.startswith("prediction:")).split()[1]
+    assert [line.split()[0] for line in table if line.endswith("<-")] == [predicted]
+
+
+def test_explain_draws_the_patch_weights(trained, tmp_path):
+    root, raw = trained
+    folder = next(iter(raw.values())).frames[0].parent
+    fig = tmp_path / "out" / "fig.png"
+    result = runner.invoke(app, ["explain", str(root / "model"), str(folder), "--out", str(fig)])
+    assert result.exit_code == 0, result.output
+    img = cv2.imread(str(fig))
+    assert img is not None and img.shape[0] > 200 and img.shape[1] > img.shape[0]
+
+
+def test_a_clip_without_a_face_is_a_clear_error(trained, tmp_path):
+    root, _ = trained
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "noise"
+    clip.mkdir()
+    for i in range(1, 7):
+        cv2.imwrite(str(clip / f"img{i}.jpg"), rng.integers(0, 256, (160, 160, 3), dtype=np.uint8))
+    result = runner.invoke(app, ["predict", str(root / "model"), str(clip)])
+    assert result.exit_code == 2
+    assert str(clip) in result.output and "no face" in result.output
+
+
+def test_frame_marks_outside_the_clip_are_a_clear_error(trained):
+    root, raw = trained
+    folder = next(iter(raw.values())).frames[0].parent
+    result = runner.invoke(app, ["predict", str(root / "model"), str(folder), "--apex", "999"])
+    assert result.exit_code == 2 and "999" in result.output

@@ -52,6 +52,9 @@ def draw_patch_weights(
 ) -> Path:
     """Save a grid: one row per modality, its image then one heat-map overlay per scale.
 
+    Each heat map is stretched from its smallest to its largest weight (given in the
+    panel's title), since the weights of one map are often close together.
+
     ``face``: the aligned face (S x S x 3 uint8) the modality images were cut from;
     ``images``: modality name -> its image (S x S x 3 uint8); ``weights``: key
     ``"modality@scale"`` -> (grid_h, grid_w) array in [0, 1]; ``patch_size`` p and
@@ -71,7 +74,7 @@ def draw_patch_weights(
     scales = sorted({s for per in by_modality.values() for s in per})
     size = face.shape[0]
     ncols = 1 + len(scales)
-    fig = Figure(figsize=(2.6 * ncols + 0.8, 2.7 * len(modalities)))
+    fig = Figure(figsize=(2.4 * ncols + 0.9, 2.6 * len(modalities) + 0.6), layout="constrained")
     axes = fig.subplots(len(modalities), ncols, squeeze=False)
     mappable = None
     for r, modality in enumerate(modalities):
@@ -83,19 +86,31 @@ def draw_patch_weights(
             ax = axes[r, c]
             ax.imshow(face.mean(axis=2), cmap="gray", vmin=0, vmax=255)
             grid = by_modality[modality].get(scale)
-            if grid is not None:
-                cell = patch_size / scale_size(img_size, scale) * size
-                heat = patch_heatmap(grid, size, cell)
-                mappable = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
-                gh, gw = grid.shape
-                ax.set_title(f"{modality}, scale 1/{scale}: {gh}x{gw} patches", fontsize=9)
+            if grid is None:
+                continue
+            cell = patch_size / scale_size(img_size, scale) * size
+            heat = patch_heatmap(grid, size, cell)
+            # Each map spans its own range (near-uniform weights stay visible); the
+            # range is in the title.
+            lo, hi = float(grid.min()), float(grid.max())
+            mappable = ax.imshow(
+                (heat - lo) / (hi - lo) if hi > lo else np.ones_like(heat),
+                cmap="jet",
+                alpha=0.45,
+                vmin=0.0,
+                vmax=1.0,
+            )
+            gh, gw = grid.shape
+            ax.set_title(f"scale 1/{scale} ({gh}x{gw})\ng {lo:.2f}..{hi:.2f}", fontsize=8)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
     if mappable is not None:
-        fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8, label="patch weight g (eq 14)")
+        bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8)
+        bar.set_ticks([0, 1], labels=["min g", "max g"])
+        bar.set_label("patch weight (eq 14), per map")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     return Path(path)

@@ -137,6 +137,8 @@ def _analyse(
             sample.frame_index(sample.onset),
             sample.frame_index(sample.apex),
             cfg.preprocess,
+            offset_idx=sample.frame_index(sample.offset),
+            clip=str(clip),
         )
     except DatasetError as err:
         raise fail(str(err)) from None
@@ -232,6 +234,6 @@ def explain(
         patch_size=a.patch_size,
         img_size=a.cfg.model.img_size,
         path=figure,
-        title=f"{clip.name}: {label}; {_marks(a.sample)}",
+        title=f"{clip.name}: {label}\n{_marks(a.sample)}",
     )
     typer.echo(f"prediction: {label}; patch weights drawn in {figure}")
