@@ -31,9 +31,23 @@ from msmmt.config import PreprocessConfig
 from msmmt.data.records import DatasetError
 from msmmt.preprocess.landmarks import LEFT_INNER_EYE, RIGHT_INNER_EYE, detect_landmarks
 
-__all__ = ["AlignedFaces", "align_faces", "alignment_matrix", "find_landmarks", "warp_frames"]
+__all__ = [
+    "AlignedFaces",
+    "align_faces",
+    "alignment_matrix",
+    "face_landmarks",
+    "find_landmarks",
+    "warp_frames",
+]
 
 LandmarksFn = Callable[[np.ndarray], "np.ndarray | None"]
+
+
+def face_landmarks(image: np.ndarray) -> np.ndarray | None:
+    """dlib's 68 landmarks, searching the image as is first (faces of 80 px and more,
+    4x faster) and upsampled twice only when that finds no face."""
+    found = detect_landmarks(image, upsample=0)
+    return found if found is not None else detect_landmarks(image, upsample=1)
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,7 @@ class AlignedFaces:
 
 
 def find_landmarks(
-    frames: np.ndarray, tries: int, landmarks_fn: LandmarksFn = detect_landmarks, clip: str = "clip"
+    frames: np.ndarray, tries: int, landmarks_fn: LandmarksFn = face_landmarks, clip: str = "clip"
 ) -> tuple[int, np.ndarray]:
     """Landmarks of the first of ``frames[:tries]`` that shows a face: (frame index, (68, 2)).
 
@@ -102,7 +116,7 @@ def _transform(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 def align_faces(
     frames: np.ndarray,
     cfg: PreprocessConfig,
-    landmarks_fn: LandmarksFn = detect_landmarks,
+    landmarks_fn: LandmarksFn = face_landmarks,
     clip: str = "clip",
     stop: int | None = None,
 ) -> AlignedFaces:

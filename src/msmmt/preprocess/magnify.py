@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.signal import lfilter
 
 __all__ = [
     "collapse_pyramid",
@@ -42,9 +41,11 @@ def iir_bandpass(x: np.ndarray, r1: float, r2: float) -> np.ndarray:
     """``L_r1 - L_r2`` along axis 0 (time), each ``L_r`` a first-order low-pass started at ``x[0]``."""
     x = np.asarray(x, dtype=np.float32)
     out = np.zeros_like(x)
-    for sign, r in ((1.0, r1), (-1.0, r2)):
-        low, _ = lfilter([r], [1.0, r - 1.0], x, axis=0, zi=((1.0 - r) * x[:1]))
-        out += sign * low.astype(np.float32)
+    low1, low2 = x[0].copy(), x[0].copy()
+    for t in range(1, len(x)):  # vectorised over pixels; far faster than lfilter along axis 0
+        low1 += r1 * (x[t] - low1)
+        low2 += r2 * (x[t] - low2)
+        np.subtract(low1, low2, out=out[t])
     return out
 
 

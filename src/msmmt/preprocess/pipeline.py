@@ -36,7 +36,7 @@ from msmmt.data.records import DatasetError, Sample
 from msmmt.io import atomic_path
 from msmmt.preprocess import cache
 from msmmt.preprocess.dynamic_image import dynamic_image
-from msmmt.preprocess.face import AlignedFaces, LandmarksFn, align_faces
+from msmmt.preprocess.face import AlignedFaces, LandmarksFn, align_faces, face_landmarks
 from msmmt.preprocess.flow import motion_image, tvl1_flow
 from msmmt.preprocess.landmarks import detect_landmarks
 from msmmt.preprocess.magnify import magnify
@@ -203,7 +203,7 @@ def process_clip(
     onset_idx: int,
     apex_idx: int | None,
     cfg: PreprocessConfig,
-    landmarks_fn: LandmarksFn = detect_landmarks,
+    landmarks_fn: LandmarksFn = face_landmarks,
     offset_idx: int | None = None,
     clip: str = "clip",
 ) -> ClipImages:
@@ -293,7 +293,7 @@ def _process_sample(
                 from msmmt.data.readers import load_frames
 
                 frames = load_frames(sample, first=onset, last=end)
-            faces = _align(frames, rng.relative(), cfg, detect_landmarks, sample.key, clock)
+            faces = _align(frames, rng.relative(), cfg, face_landmarks, sample.key, clock)
             with clock("write"):
                 cache.save_faces(entries.faces, faces)
         images = modality_images(faces.frames, rng.relative(), cfg, missing, clock)
