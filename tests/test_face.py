@@ -62,12 +62,12 @@ def test_one_transform_from_the_first_frame_with_a_face_is_applied_to_every_fram
         return None if len(calls) == 1 else landmarks
 
     cfg = PreprocessConfig(face_size=32)
-    aligned = align_faces(frames, cfg, landmarks_fn=fake, stop=3)
+    aligned = align_faces(frames, cfg, landmarks_fn=fake)
     assert aligned.detected_frame == 1 and len(calls) == 2
-    assert aligned.frames.shape == (3, 32, 32, 3)
+    assert aligned.frames.shape == (4, 32, 32, 3)
     expected = alignment_matrix(landmarks, 32, cfg.eye_distance, cfg.face_margin)
     np.testing.assert_allclose(aligned.matrix, expected)
-    for src, out in zip(frames[:3], aligned.frames, strict=True):
+    for src, out in zip(frames, aligned.frames, strict=True):
         ref = cv2.warpAffine(src, expected, (32, 32), borderMode=cv2.BORDER_REPLICATE)
         np.testing.assert_array_equal(out, ref)
 

@@ -118,13 +118,11 @@ def align_faces(
     cfg: PreprocessConfig,
     landmarks_fn: LandmarksFn = face_landmarks,
     clip: str = "clip",
-    stop: int | None = None,
 ) -> AlignedFaces:
     """Aligned ``face_size`` square crops of a clip's frames (T, H, W, 3) uint8.
 
     The landmarks come from the first frame with a face among the first
-    ``cfg.face_search_frames``; the one transform is applied to ``frames[:stop]``
-    (all frames by default).
+    ``cfg.face_search_frames``; the one transform is applied to every frame.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
@@ -134,11 +132,11 @@ def align_faces(
         h, w = frames.shape[1:3]
         matrix = np.array([[size / w, 0.0, 0.0], [0.0, size / h, 0.0]])
         resized = np.stack(
-            [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames[:stop]]
+            [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames]
         )
         return AlignedFaces(resized, None, matrix, None, None)
     index, landmarks = find_landmarks(frames, cfg.face_search_frames, landmarks_fn, clip)
     matrix = alignment_matrix(landmarks, size, cfg.eye_distance, cfg.face_margin)
     aligned = _transform(landmarks, matrix)
     eyes = aligned[[LEFT_INNER_EYE, RIGHT_INNER_EYE]]
-    return AlignedFaces(warp_frames(frames[:stop], matrix, size), aligned, matrix, eyes, index)
+    return AlignedFaces(warp_frames(frames, matrix, size), aligned, matrix, eyes, index)

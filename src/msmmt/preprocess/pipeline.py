@@ -141,7 +141,10 @@ def modality_images(
     if "face" in need:
         with clock("face_image"):
             out["face"] = resize_square(faces[rng.apex], cfg.image_size)
-    length = max([rng.offset + 1] * ("texture" in need) + [rng.apex + 1] * ("motion" in need) + [0])
+    # Magnify only the frames the requested images read (the filter is causal).
+    length = max(
+        rng.offset + 1 if "texture" in need else 0, rng.apex + 1 if "motion" in need else 0
+    )
     if length == 0:
         return out
     with clock("magnify"):
@@ -178,9 +181,7 @@ def _align(
 ) -> AlignedFaces:
     """Aligned faces of ``frames[onset..end]`` (landmarks searched from the onset on)."""
     with clock("face"):
-        return align_faces(
-            frames[rng.onset :], cfg, landmarks_fn, clip, stop=rng.end - rng.onset + 1
-        )
+        return align_faces(frames[rng.onset : rng.end + 1], cfg, landmarks_fn, clip)
 
 
 def _info(rng: ClipRange, faces: AlignedFaces, cfg: PreprocessConfig, clock: StageClock) -> dict:
