@@ -2,16 +2,24 @@
 
 For each config (``demo``, ``cpu-small``, ``paper``) it times a training step
 (forward + loss + backward) and the inference latency per clip, and records the
-peak memory of training, for the multi-scale pass run as one packed sequence
-(the default, ``model.pack_scales=true``) or as one pass per scale, each with the
-fused attention kernel where the probabilities are not needed or with explicit
-attention everywhere (``model.fused_attn``).
+peak memory of training, for several ways of executing the same network (all give
+the same result, see ``ViTBackbone.set_execution``):
 
-Every (config, variant) runs in its own subprocess so its peak memory (peak RSS
-minus the RSS before the first step) is its own; the variants of a config run in
-turns, ``--rounds`` times, so a busy machine slows them alike. The table gives the
-median step time over all rounds and the speed-up of each variant over the
-separate passes with the same attention.
+* ``pack``: the scales of a backbone run as one packed sequence with a
+  block-diagonal attention mask (``packed``) or as one pass per scale (``separate``);
+* ``last``: the last block is evaluated for the class tokens only (``cls``) or for
+  every token (``all``);
+* ``attention``: the fused kernel where the probabilities are not needed
+  (``fused``) or explicit attention everywhere (``explicit``).
+
+The default is packed / cls / fused; the baseline is three separate plain passes
+(separate / all). Every (config, variant) runs in its own subprocess, so its peak
+memory (peak RSS minus the RSS before the first step) is its own; the variants of a
+config run in turns, ``--rounds`` times, so a busy machine slows them alike. Times
+are medians over all rounds of wall time and of the process's CPU time. On a shared
+machine keep ``--threads 1`` (the default) and read the CPU-time columns: with
+several threads a descheduled thread stalls the others, which favours whichever
+variant launches fewer operations.
 
     .venv/bin/python benchmarks/bench_model.py                  # all three configs
     .venv/bin/python benchmarks/bench_model.py --configs demo --rounds 5
@@ -29,11 +37,16 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    "packed/fused": dict(pack_scales=True, fused_attn=True),
-    "separate/fused": dict(pack_scales=False, fused_attn=True),
-    "packed/explicit": dict(pack_scales=True, fused_attn=False),
-    "separate/explicit": dict(pack_scales=False, fused_attn=False),
+    "packed/cls/fused": dict(pack_scales=True, last_block_cls_only=True, fused_attn=True),
+    "separate/all/fused": dict(pack_scales=False, last_block_cls_only=False, fused_attn=True),
+    "packed/all/fused": dict(pack_scales=True, last_block_cls_only=False, fused_attn=True),
+    "separate/cls/fused": dict(pack_scales=False, last_block_cls_only=True, fused_attn=True),
+    "packed/cls/explicit": dict(pack_scales=True, last_block_cls_only=True, fused_attn=False),
+    "separate/all/explicit": dict(pack_scales=False, last_block_cls_only=False, fused_attn=False),
 }
+"""pack / last block / attention -> ``set_execution`` options; the first is the default."""
+PAPER_VARIANTS = ["packed/cls/fused", "separate/all/fused", "packed/cls/explicit", "separate/all/explicit"]
+"""The paper config (ViT-B/16 x 2) is slow on CPU: only the default and the baseline."""
 BATCH = {"paper": 2}
 """Training batch per config (default: the preset's train.batch_size)."""
 STEPS = {"paper": 2}
@@ -47,7 +60,7 @@ def _rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def worker(config: str, variant: str, batch: int, steps: int, threads: int | None) -> dict:
+def worker(config: str, variant: str, batch: int, steps: int, threads: int) -> dict:
     """One (config, variant): warm-up step, ``steps`` timed steps, inference latency."""
     import torch
 
@@ -58,9 +71,10 @@ def worker(config: str, variant: str, batch: int, steps: int, threads: int | Non
     if threads:
         torch.set_num_threads(threads)
     cfg = load_config(config)
-    model_cfg = cfg.model.model_copy(update={"pretrained": None, **VARIANTS[variant]})
+    model_cfg = cfg.model.model_copy(update={"pretrained": None})
     torch.manual_seed(0)
     model = build_model(model_cfg).train()
+    model.set_execution(**VARIANTS[variant])
     size = model_cfg.img_size
     texture, motion = torch.rand(batch, 3, size, size), torch.rand(batch, 3, size, size)
     labels = torch.arange(batch) % model_cfg.num_classes
@@ -99,17 +113,17 @@ def worker(config: str, variant: str, batch: int, steps: int, threads: int | Non
     }
 
 
-def run_config(config: str, rounds: int, threads: int | None) -> list[dict]:
+def run_config(config: str, rounds: int, threads: int) -> list[dict]:
     from msmmt.config import load_config
 
     batch = BATCH.get(config, load_config(config).train.batch_size)
     steps = STEPS.get(config, 5)
-    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    variants = PAPER_VARIANTS if config == "paper" else list(VARIANTS)
+    results: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(rounds):
-        for variant in VARIANTS:
+        for variant in variants:
             cmd = [sys.executable, __file__, "--worker", config, variant, str(batch), str(steps)]
-            if threads:
-                cmd += ["--threads", str(threads)]
+            cmd += ["--threads", str(threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results[variant].append(json.loads(out.strip().splitlines()[-1]))
             print(f"  {config} {variant} round {r + 1}/{rounds} done", file=sys.stderr)
@@ -120,19 +134,22 @@ def run_config(config: str, rounds: int, threads: int | None) -> list[dict]:
     rows = []
     for variant, rs in results.items():
         step_s = wall[variant]
-        baseline = "separate/" + variant.split("/")[1]
+        pack, last, attention = variant.split("/")
+        baseline = f"separate/all/{attention}"
         rows.append(
             {
                 "config": config,
-                "variant": variant,
+                "pack": pack,
+                "last_block": last,
+                "attention": attention,
                 "batch": batch,
                 "threads": rs[0]["threads"],
                 "params_m": rs[0]["params_m"],
                 "train_step_ms": 1000 * step_s,
                 "train_samples_s": batch / step_s,
-                "speedup_vs_separate": wall[baseline] / step_s,
+                "speedup": wall[baseline] / step_s,
                 "train_step_cpu_ms": 1000 * cpu[variant],
-                "cpu_speedup_vs_separate": cpu[baseline] / cpu[variant],
+                "cpu_speedup": cpu[baseline] / cpu[variant],
                 "peak_rss_mb": max(res["peak_mb"] for res in rs),
                 "train_mem_mb": max(res["train_mb"] for res in rs),
                 "infer_ms_per_clip": 1000
@@ -147,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["demo", "cpu-small", "paper"])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--worker", nargs=4, metavar=("CONFIG", "VARIANT", "BATCH", "STEPS"))
     args = parser.parse_args()
     if args.worker:

@@ -77,7 +77,7 @@ def test_three_scales_packed_equal_separate_and_reference(img_size, patch, grids
     vit = tiny_vit(img_size=img_size, patch_size=patch, depth=2).eval()
     images = [torch.rand(2, 3, img_size // s, img_size // s) for s in (1, 2, 4)]
     packed = ViTBackbone(vit, pack_scales=True).eval()
-    separate = ViTBackbone(vit, pack_scales=False).eval()
+    separate = ViTBackbone(vit, pack_scales=False, last_block_cls_only=False).eval()
     with torch.no_grad():
         out_p, out_s = packed(images), separate(images)
         refs = [_reference(vit, packed, image) for image in images]

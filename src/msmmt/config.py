@@ -108,12 +108,6 @@ class ModelConfig(_Section):
     """Add the identity to each G_l before renormalising (attention rollout)."""
     detach_weights: bool = True
     """Stop gradients through the patch weights g (as RAMS-Trans does)."""
-    pack_scales: bool = True
-    """Run the scales of a backbone as one packed sequence with a block-diagonal
-    attention mask (faster); False runs one pass per scale (same result)."""
-    fused_attn: bool = True
-    """Use the fused attention kernel in the blocks whose attention probabilities
-    are not needed (the last block; all blocks without patch weighting)."""
     fusion_hidden: int = Field(512, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     proj_dim: int = Field(128, ge=1)

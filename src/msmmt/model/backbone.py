@@ -157,9 +157,8 @@ class ViTBackbone(nn.Module):
             off gives a plain ViT.
         rollout_residual: add the identity to each block's attention (attention rollout).
         detach_weights: stop gradients through the patch weights.
-        pack_scales: run all scales as one packed sequence (True) or one pass per scale.
-        fused_attn: let the blocks that need no attention probabilities (the last one,
-            or all without patch weighting) use the fused attention kernel.
+        pack_scales, fused_attn, last_block_cls_only: how the pass is executed, see
+            :meth:`set_execution`; they do not change the result.
     """
 
     def __init__(
@@ -171,6 +170,7 @@ class ViTBackbone(nn.Module):
         detach_weights: bool = True,
         pack_scales: bool = True,
         fused_attn: bool = True,
+        last_block_cls_only: bool = True,
     ) -> None:
         super().__init__()
         _check_supported(vit, type(vit).__name__)
@@ -178,11 +178,34 @@ class ViTBackbone(nn.Module):
         self.patch_weighting = patch_weighting
         self.rollout_residual = rollout_residual
         self.detach_weights = detach_weights
-        self.pack_scales = pack_scales
-        self.fused_attn = fused_attn
+        self.set_execution(pack_scales, fused_attn, last_block_cls_only)
         data = timm.data.resolve_model_data_config(vit)
         self.register_buffer("mean", torch.tensor(data["mean"]).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(data["std"]).view(1, -1, 1, 1), persistent=False)
+
+    def set_execution(
+        self,
+        pack_scales: bool | None = None,
+        fused_attn: bool | None = None,
+        last_block_cls_only: bool | None = None,
+    ) -> None:
+        """Choose how the pass runs (None keeps the current choice); results are the same.
+
+        Args:
+            pack_scales: run all scales as one packed sequence (True) or one pass per
+                scale (the benchmark's baseline).
+            fused_attn: use the fused attention kernel in the blocks whose attention
+                probabilities are not needed (the last block, or all of them without
+                patch weighting); False computes attention explicitly everywhere.
+            last_block_cls_only: evaluate the last block for the class tokens only
+                (the only tokens used after it); False runs it on every token.
+        """
+        if pack_scales is not None:
+            self.pack_scales = pack_scales
+        if fused_attn is not None:
+            self.fused_attn = fused_attn
+        if last_block_cls_only is not None:
+            self.last_block_cls_only = last_block_cls_only
 
     @property
     def embed_dim(self) -> int:
@@ -245,9 +268,11 @@ class ViTBackbone(nn.Module):
                 [weight_tokens(t, w) for t, w in zip(x.split(lengths, dim=1), weights, strict=True)],
                 dim=1,
             )
-        # only the class tokens of the last block are used: compute its queries there only
         cls = [start for start, _ in spans]
-        x, _ = _block(blocks[-1], x, mask, queries=cls, fused=self.fused_attn)
+        if self.last_block_cls_only:
+            x, _ = _block(blocks[-1], x, mask, queries=cls, fused=self.fused_attn)
+        else:
+            x = _block(blocks[-1], x, mask, fused=self.fused_attn)[0][:, cls]
         features = self.vit.norm(x)  # (B, scales, D)
         outputs = []
         for i, (_, grid) in enumerate(embedded):
@@ -357,6 +382,4 @@ def build_backbone(cfg: ModelConfig) -> ViTBackbone:
         patch_weighting=cfg.patch_weighting,
         rollout_residual=cfg.rollout_residual,
         detach_weights=cfg.detach_weights,
-        pack_scales=cfg.pack_scales,
-        fused_attn=cfg.fused_attn,
     )

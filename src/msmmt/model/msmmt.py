@@ -100,6 +100,11 @@ class MSMMT(nn.Module):
             else {}
         )
 
+    def set_execution(self, **options: bool | None) -> None:
+        """Choose how the backbones run; see :meth:`ViTBackbone.set_execution`."""
+        for backbone in self.backbones.values():
+            backbone.set_execution(**options)
+
     def forward(
         self, texture: torch.Tensor | None = None, motion: torch.Tensor | None = None
     ) -> MSMMTOutput:
