@@ -51,10 +51,16 @@ def test_flip_without_rotation_mirrors_the_picture():
 
 
 @pytest.mark.parametrize(
-    "angle,scale,flip", [(30.0, 1.0, False), (-20.0, 1.5, True), (0.0, 2.0, False)]
+    "angle,scale,flip,h,w",
+    [
+        (30.0, 1.0, False, 41, 41),
+        (-20.0, 1.5, True, 41, 41),
+        (0.0, 2.0, False, 41, 41),
+        (25.0, 1.2, True, 37, 53),  # non-square: normalised coordinates differ per axis
+    ],
 )
-def test_marker_lands_at_the_same_predicted_place_in_both_images(angle, scale, flip):
-    h, w, row, col = 41, 41, 14, 27
+def test_marker_lands_at_the_same_predicted_place_in_both_images(angle, scale, flip, h, w):
+    row, col = 14, 27
     tex, mot = _marker(h, w, row, col), _marker(h, w, row, col)
     t2, m2 = apply_pair(tex, mot, AugmentParams(angle=angle, scale=scale, flip=flip))
     # Predicted position: centred (x right, y down), scale, turn counter-clockwise on screen, mirror.

@@ -66,15 +66,14 @@ def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     a = math.radians(params.angle)
     cos, sin = math.cos(a) / params.scale, math.sin(a) / params.scale
     fx = -1.0 if params.flip else 1.0
-    # Maps output (x, y) to input (x, y) in pixel units about the centre; y points down,
-    # so a counter-clockwise turn on screen is a clockwise one in (x, y).
-    # Inverse of forward q -> F R s q with R = [[cos, sin], [-sin, cos]] (screen CCW).
-    inv = torch.tensor([[cos * fx, -sin], [sin * fx, cos]], dtype=torch.float64)
-    # affine_grid works in coordinates normalised to [-1, 1] per axis; convert for non-square images.
-    to_norm = torch.diag(torch.tensor([2.0 / w, 2.0 / h], dtype=torch.float64))
-    theta = to_norm @ inv @ torch.linalg.inv(to_norm)
-    theta = torch.cat([theta, torch.zeros(2, 1, dtype=torch.float64)], dim=1)
-    grid = F.affine_grid(theta.to(image.dtype).unsqueeze(0), [1, *image.shape], align_corners=False)
+    # Output (x, y) -> input (x, y) about the centre, y pointing down, is the inverse
+    # M = R^T F / s of the forward map q -> F R s q, R = [[cos, sin], [-sin, cos]] (screen
+    # CCW). affine_grid works in coordinates normalised to [-1, 1] per axis, so it takes
+    # theta = D M D^-1 with D = diag(2 / w, 2 / h): the off-diagonal terms scale by h/w, w/h.
+    theta = torch.tensor(
+        [[cos * fx, -sin * h / w, 0.0], [sin * fx * w / h, cos, 0.0]], dtype=image.dtype
+    )
+    grid = F.affine_grid(theta.unsqueeze(0), [1, *image.shape], align_corners=False)
     out = F.grid_sample(
         image.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
@@ -92,8 +91,10 @@ def apply_pair(
     texture: torch.Tensor, motion: torch.Tensor, params: AugmentParams
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply one draw to both images of a clip (3 x H x W each, values in [0, 1])."""
-    texture = warp(texture, params)
-    motion = warp(motion, params)
+    if texture.shape == motion.shape:  # one sampling pass for both
+        texture, motion = warp(torch.cat([texture, motion]), params).split(texture.shape[0])
+    else:
+        texture, motion = warp(texture, params), warp(motion, params)
     if params.flip:
         motion = flip_motion(motion)
     return texture, motion
