@@ -25,10 +25,12 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import record  # noqa: E402
+from common import record, timeit  # noqa: E402
 
 from msmmt.config import load_config  # noqa: E402
 from msmmt.data.readers import load_frames, read_clip  # noqa: E402
+from msmmt.preprocess.dynamic_image import dynamic_image  # noqa: E402
+from msmmt.preprocess.face import align_faces  # noqa: E402
 from msmmt.preprocess.pipeline import preprocess_dataset, process_clip  # noqa: E402
 
 
@@ -91,6 +93,12 @@ def main() -> None:
             {"what": f"stage {stage}", "value": float(np.median(ms)), "unit": "ms/clip"}
             for stage, ms in stage_ms.items()
         ]
+        faces = align_faces(frames, cfg).frames.astype(np.float32)
+        for mode in ("approximate", "ranksvm"):
+            seconds = timeit(lambda m=mode: dynamic_image(faces, m, cfg.image_size), repeat=3)
+            rows.append(
+                {"what": f"dynamic image {mode}", "value": 1000 * seconds, "unit": "ms/clip"}
+            )
         rate = {}
         for workers in (1, 2):
             summary = preprocess_dataset(
