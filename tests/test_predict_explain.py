@@ -232,3 +232,58 @@ def test_frame_marks_outside_the_clip_are_a_clear_error(trained):
     folder = next(iter(raw.values())).frames[0].parent
     result = runner.invoke(app, ["predict", str(root / "model"), str(folder), "--apex", "999"])
     assert result.exit_code == 2 and "999" in result.output
+
+
+def test_a_model_trained_on_apex_crops_gets_the_apex_face_as_texture(trained, tmp_path):
+    import shutil
+
+    import torch
+
+    from msmmt.data.readers import load_frames
+    from msmmt.model.checkpoint import load_checkpoint
+    from msmmt.preprocess.pipeline import process_clip
+    from msmmt.training.dataset import to_tensor
+
+    root, raw = trained
+    model_dir = shutil.copytree(root / "model", tmp_path / "model")
+    extra = json.loads((model_dir / "extra.json").read_text())
+    (model_dir / "extra.json").write_text(json.dumps({**extra, "texture": "apex"}))
+    clip = next(iter(raw.values()))
+    marks = ["--onset", str(clip.onset), "--apex", str(clip.apex), "--offset", str(clip.offset)]
+    result = runner.invoke(
+        app, ["predict", str(model_dir), str(clip.frames[0].parent), *marks, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "apex face crops" in result.stderr
+    got = list(json.loads(result.stdout)["probabilities"].values())
+    model, cfg, _ = load_checkpoint(model_dir)
+    frames = load_frames(clip)
+    idx = [clip.frame_index(n) for n in (clip.onset, clip.apex, clip.offset)]
+    images = process_clip(frames, idx[0], idx[1], cfg.preprocess, offset_idx=idx[2])
+    size = cfg.model.img_size
+    with torch.no_grad():
+        logits = model(
+            to_tensor(images.face, size)[None], to_tensor(images.motion, size)[None]
+        ).logits
+    assert np.allclose(got, torch.softmax(logits, 1)[0].numpy(), atol=1e-5)
+
+
+def test_predict_reads_a_video_file(trained, tmp_path):
+    from msmmt.data.readers import load_frames
+
+    root, raw = trained
+    clip = next(iter(raw.values()))
+    frames = load_frames(clip)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, frames.shape[2:0:-1])
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    result = runner.invoke(app, ["predict", str(root / "model"), str(video), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    # video frames are numbered from 0: the whole clip, apex in the middle
+    assert (out["onset"], out["offset"]) == (0, len(frames) - 1) and "apex = middle" in out[
+        "assumed"
+    ]
+    assert sum(out["probabilities"].values()) == pytest.approx(1.0)

@@ -8,6 +8,7 @@ training clips were, with the preprocessing settings saved in the checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,8 @@ def train(
     extra = {
         "class_names": list(class_names(cfg.data.class_set)),
         "preprocess": cfg.preprocess.model_dump(mode="json"),
+        # what the texture images were: the composite release has apex crops, not dynamic images
+        "texture": "apex" if dataset == "composite-release" else "dynamic",
         "trained_on": {
             "data": str(data.resolve()),
             "dataset": dataset,
@@ -98,7 +101,7 @@ class _Analysis:
     names: list[str]
     sample: Any
     images: Any
-    """ClipImages: texture, motion, face."""
+    """ClipImages: texture (as the model saw it), motion, face."""
     proba: Any
     """(C,) class probabilities."""
     output: Any
@@ -142,6 +145,13 @@ def _analyse(
         )
     except DatasetError as err:
         raise fail(str(err)) from None
+    if extra.get("texture") == "apex":
+        typer.echo(
+            "note: the model was trained on apex face crops as texture images: using the "
+            "aligned apex face; its motion images came from another flow pipeline than ours",
+            err=True,
+        )
+        images = dataclasses.replace(images, texture=images.face)
     size = cfg.model.img_size
     with torch.no_grad():
         output = model(to_tensor(images.texture, size)[None], to_tensor(images.motion, size)[None])
