@@ -13,11 +13,13 @@ patch-weighted encoder of MSMMT (DESIGN.md "Multi-scale patches" and eqs 12-16):
 * the feature of a scale is the class token after the final norm.
 
 By default the token sequences of all scales are *packed* into one sequence per
-image with a block-diagonal attention mask, so one pass through the network serves
-every scale (as in NaViT's sequence packing, Dehghani et al. 2023): the linear
-layers see one large batch instead of three small ones, and the mask keeps the
-scales from attending to each other, so the result equals separate passes.
-``pack_scales=False`` runs one pass per scale instead (the benchmark's baseline).
+image, so one pass through the network serves every scale (as in NaViT's sequence
+packing, Dehghani et al. 2023): the token-wise layers (norms, qkv, projection, MLP)
+run once on all tokens, while attention runs per scale, so the scales never attend
+to each other and the result equals separate passes. Since only the class tokens
+leave the last block, it is evaluated for them alone (its keys and values still
+come from every token). ``set_execution`` switches either off, and the fused
+attention kernel, for the benchmark's baselines.
 
 Weights come from timm's hub (``pretrained="timm"``), from a local safetensors /
 ``.pth`` / ``.npz`` file (resampling the position and patch embeddings when the
@@ -247,16 +249,15 @@ class ViTBackbone(nn.Module):
         lengths = [tokens.shape[1] for tokens, _ in embedded]
         spans = _spans(lengths)
         x = torch.cat([tokens for tokens, _ in embedded], dim=1)
-        mask = _block_diagonal_mask(lengths, x.device) if len(lengths) > 1 else None
         blocks = self.vit.blocks
-        per_scale_attn: list[list[torch.Tensor]] | None = None
-        weights: list[torch.Tensor] | None = None
-        attentions = []
+        need_probs = self.patch_weighting
+        attentions = []  # per block: the head-mean attention of each scale
         for block in blocks[:-1]:
-            x, attention = _block(block, x, mask, need_probs=self.patch_weighting, fused=self.fused_attn)
-            attentions.append(attention)
-        if self.patch_weighting:
-            per_scale_attn = [[a[:, start:end, start:end] for a in attentions] for start, end in spans]
+            x, probs = _block(block, x, spans, need_probs=need_probs, fused=self.fused_attn)
+            attentions.append(probs)
+        per_scale_attn = [list(a) for a in zip(*attentions, strict=True)] if need_probs else None
+        weights = None
+        if need_probs:
             weights = [
                 patch_weights(
                     [a.detach() for a in attn] if self.detach_weights else attn,
@@ -268,11 +269,10 @@ class ViTBackbone(nn.Module):
                 [weight_tokens(t, w) for t, w in zip(x.split(lengths, dim=1), weights, strict=True)],
                 dim=1,
             )
-        cls = [start for start, _ in spans]
         if self.last_block_cls_only:
-            x, _ = _block(blocks[-1], x, mask, queries=cls, fused=self.fused_attn)
+            x, _ = _block(blocks[-1], x, spans, cls_only=True, fused=self.fused_attn)
         else:
-            x = _block(blocks[-1], x, mask, fused=self.fused_attn)[0][:, cls]
+            x = _block(blocks[-1], x, spans, fused=self.fused_attn)[0][:, [a for a, _ in spans]]
         features = self.vit.norm(x)  # (B, scales, D)
         outputs = []
         for i, (_, grid) in enumerate(embedded):
@@ -290,76 +290,68 @@ def _spans(lengths: Sequence[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _block_diagonal_mask(lengths: Sequence[int], device: torch.device) -> torch.Tensor:
-    """``(N, N)`` boolean mask, True where query and key belong to the same scale."""
-    ids = torch.repeat_interleave(
-        torch.arange(len(lengths), device=device), torch.tensor(lengths, device=device)
-    )
-    return ids[:, None] == ids[None, :]
-
-
 def _attention(
     attn: Attention,
     x: torch.Tensor,
-    mask: torch.Tensor | None,
-    queries: list[int] | None = None,
+    spans: Sequence[tuple[int, int]],
+    cls_only: bool = False,
     need_probs: bool = False,
     fused: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """timm's ``Attention.forward`` for the query tokens ``queries`` (all when None).
+) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """timm's ``Attention.forward`` on packed sequences: each token attends within its span.
 
-    ``softmax(q k^T * scale) v`` (Vaswani et al. 2017), restricted to ``mask``. With
-    ``need_probs`` (or ``fused=False``) the probabilities are computed explicitly and
-    their head mean ``(B, Nq, N)`` is returned; otherwise the fused kernel runs.
+    ``softmax(q k^T * scale) v`` (Vaswani et al. 2017) per span ``x[:, start:end]``.
+    With ``cls_only`` the queries are the first token of each span only (the output
+    has one token per span). With ``need_probs`` (or ``fused=False``) the
+    probabilities are computed explicitly, and with ``need_probs`` their head mean
+    ``(B, n, n)`` is returned per span; otherwise the fused kernel runs.
     """
     B, N, _ = x.shape
     heads, dim = attn.num_heads, attn.head_dim
     width = heads * dim
     weight, bias = attn.qkv.weight, attn.qkv.bias
-    if queries is None:
-        q, k, v = attn.qkv(x).reshape(B, N, 3, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
-        x_q = x
-    else:
-        x_q = x[:, queries]
+    if cls_only:
+        x_q = x[:, [start for start, _ in spans]]
         q = F.linear(x_q, weight[:width], None if bias is None else bias[:width])
-        q = q.reshape(B, len(queries), heads, dim).transpose(1, 2)
+        q = q.reshape(B, len(spans), heads, dim).transpose(1, 2)
         kv = F.linear(x, weight[width:], None if bias is None else bias[width:])
         k, v = kv.reshape(B, N, 2, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if mask is not None:
-            mask = mask[queries]
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    probs = None
-    if need_probs or not fused:
-        scores = (q * attn.scale) @ k.transpose(-2, -1)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        probs = scores.softmax(dim=-1)
-        out = attn.attn_drop(probs) @ v
+        query_spans = [(i, i + 1) for i in range(len(spans))]
     else:
-        drop = attn.attn_drop.p if attn.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        x_q = x
+        q, k, v = attn.qkv(x).reshape(B, N, 3, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
+        query_spans = spans
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    outs, probs = [], []
+    for (q0, q1), (k0, k1) in zip(query_spans, spans, strict=True):
+        q_s, k_s, v_s = q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1]
+        if need_probs or not fused:
+            p = ((q_s * attn.scale) @ k_s.transpose(-2, -1)).softmax(dim=-1)
+            outs.append(attn.attn_drop(p) @ v_s)
+            probs.append(p.mean(dim=1))
+        else:
+            drop = attn.attn_drop.p if attn.training else 0.0
+            outs.append(F.scaled_dot_product_attention(q_s, k_s, v_s, dropout_p=drop))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
     out = attn.norm(out.transpose(1, 2).reshape(B, q.shape[2], width))
     if getattr(attn, "gate", None) is not None:
         out = out * attn.gate(x_q).sigmoid()
     out = attn.proj_drop(attn.proj(out))
-    return out, probs.mean(dim=1) if need_probs else None
+    return out, probs if need_probs else None
 
 
 def _block(
     block: Block,
     x: torch.Tensor,
-    mask: torch.Tensor | None,
-    queries: list[int] | None = None,
+    spans: Sequence[tuple[int, int]],
+    cls_only: bool = False,
     need_probs: bool = False,
     fused: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """timm's pre-norm ``Block.forward`` for the tokens ``queries`` (all when None).
-
-    Returns the block's output for those tokens and, with ``need_probs``, the head
-    mean of its attention probabilities.
-    """
-    out, probs = _attention(block.attn, block.norm1(x), mask, queries, need_probs, fused)
-    x = x if queries is None else x[:, queries]
+) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """timm's pre-norm ``Block.forward`` on packed sequences (see :func:`_attention`)."""
+    out, probs = _attention(block.attn, block.norm1(x), spans, cls_only, need_probs, fused)
+    if cls_only:
+        x = x[:, [start for start, _ in spans]]
     x = x + block.drop_path1(block.ls1(out))
     x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
     return x, probs
