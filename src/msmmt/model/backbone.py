@@ -315,16 +315,17 @@ def _attention(
         q = F.linear(x_q, weight[:width], None if bias is None else bias[:width])
         q = q.reshape(B, len(spans), heads, dim).transpose(1, 2)
         kv = F.linear(x, weight[width:], None if bias is None else bias[width:])
-        k, v = kv.reshape(B, N, 2, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
-        query_spans = [(i, i + 1) for i in range(len(spans))]
+        k, v = kv.reshape(B, N, 2, heads, dim).permute(2, 0, 3, 1, 4).contiguous().unbind(0)
     else:
         x_q = x
-        q, k, v = attn.qkv(x).reshape(B, N, 3, heads, dim).permute(2, 0, 3, 1, 4).unbind(0)
-        query_spans = spans
+        qkv = attn.qkv(x).reshape(B, N, 3, heads, dim).permute(2, 0, 3, 1, 4).contiguous()
+        q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
+    # split, not slices: the backward of a split is one concatenation
+    lengths = [end - start for start, end in spans]
+    q_split = q.split(1 if cls_only else lengths, dim=2)
     outs, probs = [], []
-    for (q0, q1), (k0, k1) in zip(query_spans, spans, strict=True):
-        q_s, k_s, v_s = q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1]
+    for q_s, k_s, v_s in zip(q_split, k.split(lengths, dim=2), v.split(lengths, dim=2), strict=True):
         if need_probs or not fused:
             p = ((q_s * attn.scale) @ k_s.transpose(-2, -1)).softmax(dim=-1)
             outs.append(attn.attn_drop(p) @ v_s)
