@@ -172,3 +172,10 @@ def test_read_dataset_rejects_unknown_names_and_bad_annotations(tmp_path):
     assert set(DATASETS) == {
         "casme2", "samm", "smic", "composite", "precomputed", "composite-release", "synthetic",
     }  # fmt: skip
+
+
+def test_offset_past_the_last_frame_is_clamped_and_reported(tmp_path):
+    write_frames(tmp_path / "clip", range(1, 7), "img{n}.jpg")
+    s = read_clip(tmp_path / "clip", onset=2, apex=4, offset=40)
+    assert (s.onset, s.apex, s.offset) == (2, 4, 6)
+    assert "offset 40 is past the last frame; used the last frame (6)" in s.extra["assumed"]

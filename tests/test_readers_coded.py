@@ -128,7 +128,7 @@ def test_synthetic_reads_the_casme2_layout_under_its_own_name(tmp_path):
     [
         (Coded(1, "EP01_01", 1, 3, 5, "happiness"), "folder", "frame folder"),
         (Coded(1, "EP01_01", 0, 3, 5, "happiness"), None, "onset frame 0"),
-        (Coded(1, "EP01_01", 1, 3, 9, "happiness"), None, "offset frame 9"),
+        (Coded(1, "EP01_01", 1, 3, 5, "happiness"), "offsetframe", "offset frame 5 is not among"),
         (Coded(1, "EP01_01", 1, 6, 5, "happiness"), None, "outside onset..offset"),
         (Coded(1, "EP01_01", 4, 3, 5, "happiness"), None, "outside onset..offset"),
         (Coded(1, "EP01_01", 5, 3, 2, "happiness"), None, "onset frame 5 is after offset"),
@@ -149,11 +149,21 @@ def test_casme2_errors_name_the_sheet_and_row(tmp_path, clip, break_it, expected
         (tmp_path / "sub01" / clip.clip).rmdir()
     if break_it == "apexframe":
         (tmp_path / "sub01" / clip.clip / "img3.jpg").unlink()
+    if break_it == "offsetframe":
+        (tmp_path / "sub01" / clip.clip / "img5.jpg").unlink()
     with pytest.raises(DatasetError) as err:
         read_dataset("casme2", tmp_path)
     message = str(err.value)
     assert expected in message
     assert str(sheet) in message and f"row {CASME2_ROW + 1}" in message
+
+
+def test_casme2_offset_past_the_clip_is_clamped_with_a_warning(tmp_path, caplog):
+    make_casme2(tmp_path, [Coded(1, "EP01_01", 1, 3, 99, "happiness")])
+    (s,) = read_dataset("casme2", tmp_path)
+    assert s.offset == s.frame_numbers[-1] < 99
+    assert "offset 99 is past the last frame" in s.extra["assumed"]
+    assert "offset 99" in caplog.text
 
 
 def test_casme2_duplicate_clip_names_both_rows(tmp_path):

@@ -122,7 +122,8 @@ def resolve_marks(
     """Check onset <= apex <= offset against the clip's frame ``numbers``; fill in missing ones.
 
     A missing onset (offset) becomes the first (last) frame, a missing apex the
-    middle of onset..offset (:func:`middle_frame`). Returns ``(onset, apex, offset,
+    middle of onset..offset (:func:`middle_frame`); an offset past the last frame
+    becomes the last frame. Returns ``(onset, apex, offset,
     assumed)`` where ``assumed`` says in words what was filled in. Errors start with
     ``where`` (file and row, or the clip's folder).
     """
@@ -136,6 +137,11 @@ def resolve_marks(
         assumed.append(f"offset = last frame ({offset})")
     if onset > offset:
         raise DatasetError(f"{where}: onset frame {onset} is after offset frame {offset}")
+    if onset in numbers and offset > numbers[-1]:
+        # A known annotation defect (CASME II has one): the offset lies past the clip's
+        # last frame. The clip is still usable up to its end; say so rather than refuse.
+        assumed.append(f"offset {offset} is past the last frame; used the last frame ({numbers[-1]})")
+        offset = numbers[-1]
     for name, value in (("onset", onset), ("offset", offset)):
         if value not in numbers:
             raise DatasetError(f"{where}: {name} frame {value} is not among the clip's {span}")
