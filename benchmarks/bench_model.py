@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -131,6 +132,7 @@ def run_config(config: str, rounds: int, threads: int) -> list[dict]:
         return {v: statistics.median(t for res in rs for t in res[key]) for v, rs in results.items()}
 
     wall, cpu = median("step_s"), median("step_cpu_s")
+    load = os.getloadavg()[0]  # 1-minute load: other processes on the machine
     rows = []
     for variant, rs in results.items():
         step_s = wall[variant]
@@ -155,6 +157,7 @@ def run_config(config: str, rounds: int, threads: int) -> list[dict]:
                 "infer_ms_per_clip": 1000
                 * statistics.median(t for res in rs for t in res["infer_s"]),
                 "rounds": rounds,
+                "load_avg": load,
             }
         )
     return rows

@@ -191,7 +191,8 @@ class ViTBackbone(nn.Module):
         fused_attn: bool | None = None,
         last_block_cls_only: bool | None = None,
     ) -> None:
-        """Choose how the pass runs (None keeps the current choice); results are the same.
+        """Choose how the pass runs (None keeps the current choice); results are the same,
+        except that with stochastic depth the packed scales of a clip share one drop draw.
 
         Args:
             pack_scales: run all scales as one packed sequence (True) or one pass per
