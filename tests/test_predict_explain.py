@@ -287,3 +287,22 @@ def test_predict_reads_a_video_file(trained, tmp_path):
         "assumed"
     ]
     assert sum(out["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_one_predictor_analyses_many_clips_as_training_did(trained):
+    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.predict import Predictor
+    from msmmt.training.trainer import predict_proba
+
+    root, raw = trained
+    predictor = Predictor(root / "model")
+    cached = filter_class_set(read_dataset("precomputed", root / "cache"), "composite")
+    expected = predict_proba(predictor.model, cached, predictor.config)
+    for sample, want in zip(cached, expected, strict=True):
+        clip = raw[sample.key]
+        got = predictor.analyse(clip.frames[0].parent, clip.onset, clip.apex, clip.offset)
+        assert np.allclose(got.probabilities, want, atol=1e-5), sample.key
+        assert got.label == predictor.class_names[int(want.argmax())]
+        assert set(got.output.patch_weights) == {
+            f"{m}@{s}" for m in ("texture", "motion") for s in predictor.config.model.scales
+        }

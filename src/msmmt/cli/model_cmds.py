@@ -8,11 +8,9 @@ training clips were, with the preprocessing settings saved in the checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -95,75 +93,30 @@ def train(
     )
 
 
-@dataclass
-class _Analysis:
-    cfg: Any
-    names: list[str]
-    sample: Any
-    images: Any
-    """ClipImages: texture (as the model saw it), motion, face."""
-    proba: Any
-    """(C,) class probabilities."""
-    output: Any
-    """The model's MSMMTOutput for the clip (batch of one)."""
-    patch_size: int
-
-
-def _analyse(
-    model_dir: Path, clip: Path, onset: int | None, apex: int | None, offset: int | None
-) -> _Analysis:
+def _analyse(model_dir: Path, clip: Path, onset: int | None, apex: int | None, offset: int | None):
     """Load the checkpoint, preprocess the clip as in training and run the model."""
-    import torch
-
-    from msmmt.data.labels import class_names
-    from msmmt.data.readers import load_frames, read_clip
-    from msmmt.data.records import DatasetError
-    from msmmt.model.checkpoint import CheckpointError, load_checkpoint
-    from msmmt.training.dataset import to_tensor
-
     if not model_dir.exists():
         raise fail(f"{model_dir}: no such checkpoint folder")
     if not clip.exists():
         raise fail(f"{clip}: no such clip (expected a folder of frames or a video file)")
-    try:
-        model, cfg, extra = load_checkpoint(model_dir)
-    except CheckpointError as err:
-        raise fail(f"not a usable checkpoint: {err}") from None
-    names = extra.get("class_names") or list(class_names(cfg.data.class_set))
-    from msmmt.preprocess.pipeline import process_clip  # heavy: after the cheap checks
+    from msmmt.data.records import DatasetError
+    from msmmt.model.checkpoint import CheckpointError
+    from msmmt.predict import Predictor
 
     try:
-        sample = read_clip(clip, onset=onset, apex=apex, offset=offset)
-        frames = load_frames(sample)
-        images = process_clip(
-            frames,
-            sample.frame_index(sample.onset),
-            sample.frame_index(sample.apex),
-            cfg.preprocess,
-            offset_idx=sample.frame_index(sample.offset),
-            clip=str(clip),
-        )
-    except DatasetError as err:
-        raise fail(str(err)) from None
-    if extra.get("texture") == "apex":
+        predictor = Predictor(model_dir)
+    except CheckpointError as err:
+        raise fail(f"not a usable checkpoint: {err}") from None
+    if predictor.texture_is_apex:
         typer.echo(
             "note: the model was trained on apex face crops as texture images: using the "
             "aligned apex face; its motion images came from another flow pipeline than ours",
             err=True,
         )
-        images = dataclasses.replace(images, texture=images.face)
-    size = cfg.model.img_size
-    with torch.no_grad():
-        output = model(to_tensor(images.texture, size)[None], to_tensor(images.motion, size)[None])
-    proba = torch.softmax(output.logits.float(), dim=1)[0].numpy()
-    patch_size = next(iter(model.backbones.values())).patch_size[0]
-    return _Analysis(cfg, list(names), sample, images, proba, output, patch_size)
-
-
-def _marks(sample) -> str:
-    text = f"onset {sample.onset}, apex {sample.apex}, offset {sample.offset}"
-    assumed = sample.extra.get("assumed")
-    return f"{text} (assumed: {assumed})" if assumed else text
+    try:
+        return predictor, predictor.analyse(clip, onset, apex, offset)
+    except DatasetError as err:
+        raise fail(str(err)) from None
 
 
 @app.command()
@@ -182,8 +135,8 @@ def predict(
     clip's own (as in its file names); without them, onset and offset are the first
     and last frames and the apex the middle one, and the output says so.
     """
-    a = _analyse(model, clip, onset, apex, offset)
-    names, sample, proba = a.names, a.sample, a.proba
+    predictor, a = _analyse(model, clip, onset, apex, offset)
+    names, sample, proba = predictor.class_names, a.sample, a.probabilities
     best = int(proba.argmax())
     if as_json:
         typer.echo(
@@ -202,7 +155,7 @@ def predict(
         )
         return
     typer.echo(f"clip: {clip}")
-    typer.echo(f"frames: {_marks(sample)}")
+    typer.echo(f"frames: {a.marks}")
     typer.echo(f"prediction: {names[best]}")
     width = max(len(n) for n in names)
     typer.echo(f"\n{'class':<{width}}  probability")
@@ -231,19 +184,18 @@ def explain(
     """
     from msmmt.explain import draw_patch_weights
 
-    a = _analyse(model, clip, onset, apex, offset)
+    predictor, a = _analyse(model, clip, onset, apex, offset)
     if not a.output.patch_weights:
         raise fail(f"{model}: the model has no patch weighting (model.patch_weighting is false)")
     figure = out or Path(STATE.out or ".") / f"{a.sample.clip}_explain.png"
-    best = int(a.proba.argmax())
-    label = f"{a.names[best]} ({a.proba[best]:.2f})"
+    label = f"{a.label} ({a.probabilities.max():.2f})"
     draw_patch_weights(
         a.images.face,
         {"texture": a.images.texture, "motion": a.images.motion},
         {k: v[0].float().numpy() for k, v in a.output.patch_weights.items()},
-        patch_size=a.patch_size,
-        img_size=a.cfg.model.img_size,
+        patch_size=predictor.patch_size,
+        img_size=predictor.config.model.img_size,
         path=figure,
-        title=f"{clip.name}: {label}\n{_marks(a.sample)}",
+        title=f"{clip.name}: {label}\n{a.marks}",
     )
     typer.echo(f"prediction: {label}; patch weights drawn in {figure}")

@@ -1,0 +1,120 @@
+"""Running a trained model on new clips: :class:`Predictor`.
+
+A predictor loads a checkpoint once (weights, config, class names, preprocessing
+settings) and then analyses any number of clips, each preprocessed exactly as the
+training clips were (face alignment, magnification, dynamic image, TV-L1 flow and
+strain, with the checkpoint's ``preprocess`` settings)::
+
+    from msmmt.predict import Predictor
+
+    predictor = Predictor("runs/model")
+    result = predictor.analyse("clips/EP02_01f")      # or a video file
+    print(result.label, result.probabilities)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from msmmt.config import Config
+from msmmt.data.labels import class_names
+from msmmt.data.readers import load_frames, read_clip
+from msmmt.data.records import DatasetError, Sample
+from msmmt.model.checkpoint import load_checkpoint
+from msmmt.preprocess.pipeline import ClipImages, process_clip
+from msmmt.training.dataset import to_tensor
+
+__all__ = ["Analysis", "Predictor"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Analysis:
+    """What the model made of one clip."""
+
+    sample: Sample
+    """The clip's record: frames, onset/apex/offset and what was assumed (``extra["assumed"]``)."""
+    images: ClipImages
+    """texture (as the model saw it), motion, aligned apex face."""
+    probabilities: np.ndarray
+    """(C,) class probabilities, in the order of :attr:`Predictor.class_names`."""
+    label: str
+    output: Any
+    """The model's MSMMTOutput for the clip (a batch of one); ``patch_weights`` for explanations."""
+
+    @property
+    def marks(self) -> str:
+        """Onset, apex and offset in words, with what was assumed."""
+        s = self.sample
+        text = f"onset {s.onset}, apex {s.apex}, offset {s.offset}"
+        assumed = s.extra.get("assumed")
+        return f"{text} (assumed: {assumed})" if assumed else text
+
+
+class Predictor:
+    """A trained model, loaded once, that classifies clips (frame folders or videos).
+
+    Raises :class:`msmmt.model.checkpoint.CheckpointError` for a missing or corrupt
+    checkpoint; :meth:`analyse` raises :class:`DatasetError` for a clip it cannot use
+    (missing, no face, marks outside the clip).
+    """
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
+        self.model_dir = Path(model_dir)
+        model, self.config, self.extra = load_checkpoint(self.model_dir, map_location=device)
+        self.model = model.eval()
+        self.device = device
+        self.class_names: list[str] = list(
+            self.extra.get("class_names") or class_names(self.config.data.class_set)
+        )
+        self.texture_is_apex = self.extra.get("texture") == "apex"
+        """True for a model trained on apex crops (composite release) instead of dynamic images."""
+
+    @property
+    def cfg(self) -> Config:
+        return self.config
+
+    @property
+    def patch_size(self) -> int:
+        return next(iter(self.model.backbones.values())).patch_size[0]
+
+    def analyse(
+        self,
+        clip: str | Path,
+        onset: int | None = None,
+        apex: int | None = None,
+        offset: int | None = None,
+    ) -> Analysis:
+        """Preprocess ``clip`` as in training and run the model on it."""
+        clip = Path(clip)
+        if not clip.exists():
+            raise DatasetError(f"{clip}: no such clip (expected a folder of frames or a video file)")
+        sample = read_clip(clip, onset=onset, apex=apex, offset=offset)
+        first = sample.onset
+        frames = load_frames(sample, first, sample.offset)
+        numbers = [n for n in sample.frame_numbers if first <= n <= sample.offset]
+        images = process_clip(
+            frames,
+            numbers.index(sample.onset),
+            numbers.index(sample.apex),
+            self.config.preprocess,
+            offset_idx=numbers.index(sample.offset),
+            clip=str(clip),
+        )
+        if self.texture_is_apex:
+            images = dataclasses.replace(images, texture=images.face)
+        size = self.config.model.img_size
+        texture = to_tensor(images.texture, size)[None].to(self.device)
+        motion = to_tensor(images.motion, size)[None].to(self.device)
+        with torch.inference_mode():
+            output = self.model(texture, motion)
+        proba = torch.softmax(output.logits.float(), dim=1)[0].cpu().numpy()
+        return Analysis(sample, images, proba, self.class_names[int(proba.argmax())], output)
