@@ -6,7 +6,9 @@ every scale factor s (antialiased), encoded by a :class:`~msmmt.model.backbone.V
 with attention-guided patch weighting, and represented by the concatenated class
 tokens of its scales (eq 18). The two modality features are concatenated and
 classified by ``FC2(Dropout(ReLU(FC1(.))))`` (eq 17). A projection head per modality
-maps its feature to the embedding of the cross-modal contrastive loss (eqs 19-20).
+(``Linear -> ReLU -> Linear``, hidden width ``fusion_hidden``, as in SimCLR and
+CrossPoint; the paper does not specify it) maps its feature to the embedding of the
+cross-modal contrastive loss (eqs 19-20); a one-modality model has none.
 
 Backbone sharing (``ModelConfig.share_backbone``): ``modality`` (default) gives each
 modality one backbone shared by its scales, ``all`` one backbone for everything (the
