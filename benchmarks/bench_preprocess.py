@@ -3,11 +3,13 @@
 Synthetic clips: the astronaut's face in a 640 x 480 frame, 60 frames, a smooth
 bump moving the mouth. Per-stage times come from ``process_clip`` (in this
 process, JPEG decoding timed apart); the whole pipeline runs ``preprocess_dataset``
-on JPEG folders into a fresh cache with 1 and then 2 worker processes (the
-2-worker time includes starting the processes and loading dlib in each, about
-1-2 s, so a few clips favour 1 worker; ``load_avg`` records how busy the machine was).
+on JPEG folders into a fresh cache three ways: one process with OpenCV on one
+thread, one process with OpenCV's threads on every core (TV-L1 is partly parallel
+in OpenCV), and two worker processes of one thread each. The 2-worker time includes
+starting the processes and loading dlib in each (1-2 s), so few clips favour one
+process; ``load_avg`` records how busy the machine was.
 
-    .venv/bin/python benchmarks/bench_preprocess.py [--clips 4] [--frames 60] [--config paper]
+    .venv/bin/python benchmarks/bench_preprocess.py [--clips 12] [--frames 60] [--config paper]
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def write_clip(folder: Path, frames: np.ndarray) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--config", default=None, help="preset or YAML (default: the paper's)")
     args = parser.parse_args()
@@ -99,17 +101,29 @@ def main() -> None:
             rows.append(
                 {"what": f"dynamic image {mode}", "value": 1000 * seconds, "unit": "ms/clip"}
             )
+        # One process with OpenCV on one thread (the plain way), one process with
+        # OpenCV's threads on every core (TV-L1 is partly parallel), and a pool of two
+        # single-threaded workers (what `--workers 2` does).
+        threads = cv2.getNumThreads()
         rate = {}
-        for workers in (1, 2):
+        for name, workers, cv_threads in (
+            ("1 worker, 1 thread", 1, 1),
+            (f"1 worker, {threads} OpenCV threads", 1, threads),
+            ("2 workers", 2, threads),
+        ):
+            cv2.setNumThreads(cv_threads)
             summary = preprocess_dataset(
-                samples, cfg, root / f"cache{workers}", workers, progress=False
+                samples, cfg, root / f"cache-{len(rate)}", workers, progress=False
             )
             assert summary.done == args.clips, summary
-            rate[workers] = args.clips / summary.seconds
-            rows.append(
-                {"what": f"pipeline {workers} worker(s)", "value": rate[workers], "unit": "clips/s"}
-            )
-        rows.append({"what": "2 workers / 1 worker", "value": rate[2] / rate[1], "unit": "ratio"})
+            rate[name] = args.clips / summary.seconds
+            rows.append({"what": f"pipeline {name}", "value": rate[name], "unit": "clips/s"})
+        cv2.setNumThreads(threads)
+        first, threaded, pool = rate.values()
+        rows.append({"what": "2 workers / 1 worker 1 thread", "value": pool / first, "unit": "ratio"})
+        rows.append(
+            {"what": "2 workers / 1 worker threaded", "value": pool / threaded, "unit": "ratio"}
+        )
         load = os.getloadavg()[0]  # other processes competing for the cores skew the ratio
         for row in rows:
             row.update(
