@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -34,21 +36,37 @@ def demo(
     root = output_dir(out, "runs/demo")
     start = time.perf_counter()
 
-    data_dir = root / "data"
-    typer.echo(f"[1/4] synthetic clips: {subjects} subjects x {clips_per_subject} clips -> {data_dir}")
-    generate(data_dir, subjects=subjects, clips_per_subject=clips_per_subject, seed=cfg.seed)
+    data_dir, cache_dir, run_dir = root / "data", root / "cache", root / "run"
+    wanted = {"subjects": subjects, "clips_per_subject": clips_per_subject, "seed": cfg.seed}
+    if _existing_set(data_dir) == wanted:
+        typer.echo(f"[1/4] synthetic clips: reusing {data_dir}")
+    else:
+        typer.echo(
+            f"[1/4] synthetic clips: {subjects} subjects x {clips_per_subject} clips -> {data_dir}"
+        )
+        # The cache and the run were made from other clips: start them afresh.
+        for stale in (cache_dir, run_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+        generate(data_dir, subjects=subjects, clips_per_subject=clips_per_subject, seed=cfg.seed)
 
-    cache_dir = root / "cache"
     typer.echo(f"[2/4] preprocessing (face, magnification, dynamic image, TV-L1 flow, strain) -> {cache_dir}")
     summary = preprocess_dataset(read_dataset("synthetic", data_dir), cfg.preprocess, cache_dir, workers=workers)
     if summary.failed:
         typer.echo(f"warning: {summary.failed} clips failed, see {cache_dir / 'failures.csv'}", err=True)
 
-    run_dir = root / "run"
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
     samples = filter_class_set(read_dataset("precomputed", cache_dir), cfg.data.class_set)
     run_folds(cfg, samples, run_dir)
 
     typer.echo("[4/4] report")
-    report = write_report(run_dir)
+    report = write_report(run_dir, echo=STATE.verbosity >= 0)
     typer.echo(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
+
+
+def _existing_set(data_dir: Path) -> dict | None:
+    """Subjects, clips per subject and seed of the synthetic set in ``data_dir``, if any."""
+    try:
+        meta = json.loads((data_dir / "synthetic.json").read_text())
+        return {k: meta[k] for k in ("subjects", "clips_per_subject", "seed")}
+    except (OSError, ValueError, KeyError):
+        return None
