@@ -56,6 +56,13 @@ class GlobalOptions:
 
 STATE = GlobalOptions()
 
+# Arguments shared by the commands that train (train, loso).
+CONFIG_ARG = typer.Argument(help="Preset name or YAML file (default: the global --config).")
+DATA_OPT = typer.Option(
+    "--data", help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess)."
+)
+DATASET_OPT = typer.Option(help="Reader of --data: precomputed or composite-release.")
+
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` to stderr and return an Exit to raise."""
@@ -68,7 +75,9 @@ def main(
     config: Annotated[
         str | None,
         typer.Option(
-            "--config", "-c", metavar="PRESET|FILE",
+            "--config",
+            "-c",
+            metavar="PRESET|FILE",
             help="Preset name (paper, cpu-small, demo) or YAML file.",
         ),
     ] = None,

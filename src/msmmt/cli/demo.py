@@ -26,7 +26,7 @@ def demo(
     images), OUT/run (per-fold predictions, report.md, figures). Rerunning resumes:
     finished clips and folds are not redone.
     """
-    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.data.readers import read_dataset, read_for_training
     from msmmt.data.synthetic import generate
     from msmmt.evaluation.report import write_report
     from msmmt.evaluation.runner import run_folds
@@ -49,14 +49,19 @@ def demo(
             shutil.rmtree(stale, ignore_errors=True)
         generate(data_dir, subjects=subjects, clips_per_subject=clips_per_subject, seed=cfg.seed)
 
-    typer.echo(f"[2/4] preprocessing (face, magnification, dynamic image, TV-L1 flow, strain) -> {cache_dir}")
-    summary = preprocess_dataset(read_dataset("synthetic", data_dir), cfg.preprocess, cache_dir, workers=workers)
+    typer.echo(
+        f"[2/4] preprocessing (face, magnification, dynamic image, TV-L1 flow, strain) -> {cache_dir}"
+    )
+    summary = preprocess_dataset(
+        read_dataset("synthetic", data_dir), cfg.preprocess, cache_dir, workers=workers
+    )
     if summary.failed:
-        typer.echo(f"warning: {summary.failed} clips failed, see {cache_dir / 'failures.csv'}", err=True)
+        typer.echo(
+            f"warning: {summary.failed} clips failed, see {cache_dir / 'failures.csv'}", err=True
+        )
 
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
-    samples = filter_class_set(read_dataset("precomputed", cache_dir), cfg.data.class_set)
-    run_folds(cfg, samples, run_dir)
+    run_folds(cfg, read_for_training("precomputed", cache_dir, cfg.data), run_dir)
 
     typer.echo("[4/4] report")
     report = write_report(run_dir, echo=STATE.verbosity >= 0)

@@ -7,22 +7,23 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+from msmmt.cli.app import (
+    CONFIG_ARG,
+    DATA_OPT,
+    DATASET_OPT,
+    STATE,
+    app,
+    fail,
+    load_or_fail,
+    output_dir,
+)
 
 
 @app.command()
 def loso(
-    config: Annotated[
-        str | None,
-        typer.Argument(help="Preset name or YAML file (default: the global --config)."),
-    ] = None,
-    data: Annotated[
-        Path,
-        typer.Option("--data", help="The data: a cache folder or manifest.csv for precomputed."),
-    ] = ...,
-    dataset: Annotated[
-        str, typer.Option(help="Reader of --data (precomputed, composite-release, ...).")
-    ] = "precomputed",
+    config: Annotated[str | None, CONFIG_ARG] = None,
+    data: Annotated[Path, DATA_OPT] = ...,
+    dataset: Annotated[str, DATASET_OPT] = "precomputed",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run folder (default runs/loso).")
     ] = None,
@@ -43,7 +44,7 @@ def loso(
     exits with status 1. When every fold is done, OUT/report.md is written.
     """
     from msmmt.config import ConfigError
-    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.data.readers import read_for_training
     from msmmt.data.records import DatasetError
     from msmmt.evaluation.report import write_report
     from msmmt.evaluation.runner import (
@@ -66,12 +67,7 @@ def loso(
     wanted = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
     run = output_dir(out, "runs/loso")
     try:
-        samples = filter_class_set(read_dataset(dataset, data), cfg.data.class_set)
-        if cfg.data.datasets is not None:
-            samples = [s for s in samples if s.dataset in cfg.data.datasets]
-        if not samples:
-            kept = f" of datasets {cfg.data.datasets}" if cfg.data.datasets else ""
-            raise fail(f"{data}: no clips{kept} in the {cfg.data.class_set} class set")
+        samples = read_for_training(dataset, data, cfg.data)
         n_subjects = len({s.subject for s in samples})
         typer.echo(
             f"{cfg.eval.protocol}: {len(samples)} clips of {n_subjects} subjects "
@@ -82,7 +78,9 @@ def loso(
         )
     except FoldsFailedError as err:
         typer.echo(f"error: {err}", err=True)
-        typer.echo(f"rerun the same command to retry them; `msmmt report {run}` for the rest", err=True)
+        typer.echo(
+            f"rerun the same command to retry them; `msmmt report {run}` for the rest", err=True
+        )
         raise typer.Exit(1) from None
     except (DatasetError, ConfigError, RunDirMismatchError, ValueError) as err:
         raise fail(str(err)) from None

@@ -14,7 +14,16 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+from msmmt.cli.app import (
+    CONFIG_ARG,
+    DATA_OPT,
+    DATASET_OPT,
+    STATE,
+    app,
+    fail,
+    load_or_fail,
+    output_dir,
+)
 
 _ONSET = typer.Option("--onset", help="Onset frame number (default: the first frame).")
 _APEX = typer.Option("--apex", help="Apex frame number (default: the middle of onset..offset).")
@@ -25,20 +34,9 @@ _CLIP = typer.Argument(help="A folder of frames or a video file.")
 
 @app.command()
 def train(
-    config: Annotated[
-        str | None,
-        typer.Argument(help="Preset name or YAML file (default: the global --config)."),
-    ] = None,
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data",
-            help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess).",
-        ),
-    ] = ...,
-    dataset: Annotated[
-        str, typer.Option(help="Reader of --data: precomputed or composite-release.")
-    ] = "precomputed",
+    config: Annotated[str | None, CONFIG_ARG] = None,
+    data: Annotated[Path, DATA_OPT] = ...,
+    dataset: Annotated[str, DATASET_OPT] = "precomputed",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Checkpoint folder to write.")
     ] = None,
@@ -51,7 +49,7 @@ def train(
     """
     from msmmt.config import ConfigError
     from msmmt.data.labels import class_names
-    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.data.readers import read_for_training
     from msmmt.data.records import DatasetError
     from msmmt.model.checkpoint import save_checkpoint
     from msmmt.training.trainer import fit
@@ -61,11 +59,7 @@ def train(
         raise fail(f"{data}: no such file or folder")
     model_dir = output_dir(out, "runs/model")
     try:
-        samples = filter_class_set(read_dataset(dataset, data), cfg.data.class_set)
-        if cfg.data.datasets is not None:
-            samples = [s for s in samples if s.dataset in cfg.data.datasets]
-        if not samples:
-            raise fail(f"{data}: no clips of the {cfg.data.class_set} classes to train on")
+        samples = read_for_training(dataset, data, cfg.data)
         subjects = sorted({s.subject for s in samples})
         typer.echo(f"training on {len(samples)} clips of {len(subjects)} subjects -> {model_dir}")
         result = fit(cfg, samples, out_dir=model_dir, progress=STATE.verbosity >= 0)

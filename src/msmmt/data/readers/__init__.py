@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from msmmt.config import DataConfig
 from msmmt.data.readers._frames import existing
 from msmmt.data.readers.casme2 import read_casme2
 from msmmt.data.readers.clip import load_frames, read_clip
@@ -37,6 +38,7 @@ __all__ = [
     "load_frames",
     "read_clip",
     "read_dataset",
+    "read_for_training",
     "write_manifest",
 ]
 
@@ -57,6 +59,21 @@ def read_dataset(
     samples = _read(name, root, annotations)
     if not samples:
         raise DatasetError(f"{name} dataset {root}: no samples found")
+    return samples
+
+
+def read_for_training(name: str, root: str | Path, data: DataConfig) -> list[Sample]:
+    """Samples of ``name`` at ``root`` as training and evaluation use them.
+
+    Labels are mapped to ``data.class_set`` (samples outside it are left out) and only
+    the datasets in ``data.datasets`` are kept; an empty result is a DatasetError.
+    """
+    samples = filter_class_set(read_dataset(name, root), data.class_set)
+    if data.datasets is not None:
+        samples = [s for s in samples if s.dataset in data.datasets]
+    if not samples:
+        kept = f" of datasets {data.datasets}" if data.datasets else ""
+        raise DatasetError(f"{root}: no clips{kept} in the {data.class_set} class set")
     return samples
 
 
