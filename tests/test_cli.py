@@ -45,3 +45,20 @@ def test_bad_device_is_rejected():
     result = runner.invoke(app, ["--device", "tpu", "config"])
     assert result.exit_code == 2
     assert "--device tpu" in result.output
+
+
+def test_threads_option_limits_torch_and_opencv():
+    import cv2
+    import torch
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        torch.set_num_threads(2)
+        cv2.setNumThreads(2)
+        result = runner.invoke(app, ["--threads", "1", "config", "demo"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
+        assert runner.invoke(app, ["--threads", "0", "config"]).exit_code == 2
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])

@@ -100,6 +100,15 @@ def main(
             help="Override a config key, e.g. --set loss.alpha=0.2 (repeatable).",
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            min=1,
+            help="CPU threads for PyTorch and OpenCV (default: all cores). Use 1 when the "
+            "machine is shared: oversubscribed threads slow training many times over.",
+        ),
+    ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
@@ -108,8 +117,19 @@ def main(
     STATE.config, STATE.out, STATE.seed, STATE.device = config, out, seed, device
     STATE.overrides = list(set_ or [])
     STATE.verbosity = -1 if quiet else verbose
+    if threads is not None:
+        set_threads(threads)
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def set_threads(n: int) -> None:
+    """Limit PyTorch's and OpenCV's CPU threads in this process to ``n``."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
 
 
 def load_or_fail(config: str | Path | None = None) -> Config:
