@@ -13,7 +13,18 @@ the same result, see ``ViTBackbone.set_execution``):
   (``fused``) or explicit attention everywhere (``explicit``).
 
 The default is packed / cls / fused; the baseline is three separate plain passes
-(separate / all). Every (config, variant) runs in its own subprocess, so its peak
+(separate / all).
+
+With ``--compile-configs`` it also compares ``torch.compile`` (inductor, CPU)
+with eager execution of a whole training step (forward + loss + backward + AdamW
+step) of the default variant, in ``results/model_compile.csv``: the first step
+(compilation, with an empty inductor cache), the steady-state step, the first step
+of a partial batch (a new batch size) and of an evaluation pass (eval mode,
+no_grad), and the first steps of a *second* model instance, which is what every
+new LOSO fold pays. ``fold_overhead_s`` is that second instance's extra time over
+steady state (its first full step, partial step and evaluation) minus eager's, and
+``breakeven_steps`` the training steps after which the faster steps repay it. A
+compilation error is recorded in the ``error`` column. Every (config, variant) runs in its own subprocess, so its peak
 memory (peak RSS minus the RSS before the first step) is its own; the variants of a
 config run in turns, ``--rounds`` times, so a busy machine slows them alike. Times
 are medians over all rounds of wall time and of the process's CPU time. On a shared
@@ -23,6 +34,8 @@ variant launches fewer operations.
 
     .venv/bin/python benchmarks/bench_model.py                  # all three configs
     .venv/bin/python benchmarks/bench_model.py --configs demo --rounds 5
+    .venv/bin/python benchmarks/bench_model.py --configs demo cpu-small \
+        --compile-configs demo cpu-small    # + compiled vs eager (minutes per config)
 """
 
 from __future__ import annotations
@@ -34,7 +47,9 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 VARIANTS = {
@@ -52,6 +67,8 @@ BATCH = {"paper": 2}
 """Training batch per config (default: the preset's train.batch_size)."""
 STEPS = {"paper": 2}
 """Timed training steps per round (default 5)."""
+COMPILE_STEPS = 15
+"""Timed steady-state training steps of the eager / compiled comparison."""
 
 
 def _rss_mb() -> float:
@@ -163,16 +180,161 @@ def run_config(config: str, rounds: int, threads: int) -> list[dict]:
     return rows
 
 
+def compile_worker(config: str, mode: str, batch: int, steps: int, threads: int) -> dict:
+    """Eager or ``torch.compile``d training steps (forward, loss, backward, AdamW step).
+
+    Times, in order: the first two steps of a model instance, ``steps`` steady steps,
+    the first step of a partial batch, a first and a second evaluation pass, then the
+    first full step, partial step and evaluation of a second, new model instance.
+    """
+    import torch
+    from torch._dynamo.utils import counters
+
+    from msmmt.config import load_config
+    from msmmt.model import build_model
+    from msmmt.model.losses import msmmt_loss
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = load_config(config)
+    model_cfg = cfg.model.model_copy(update={"pretrained": None})
+    size = model_cfg.img_size
+    partial = max(2, batch // 2 - 1)  # a batch size the model has not seen
+    torch.manual_seed(0)
+    texture, motion = torch.rand(batch, 3, size, size), torch.rand(batch, 3, size, size)
+    labels = torch.arange(batch) % model_cfg.num_classes
+
+    def instance():
+        model = build_model(model_cfg).train()
+        net = torch.compile(model) if mode == "compile" else model
+        return net, torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+
+    def timed(fn) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    def step(net, optimizer, n=batch) -> None:
+        loss, _ = msmmt_loss(net(texture[:n], motion[:n]), labels[:n], cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def evaluate(net) -> None:
+        net.eval()
+        with torch.no_grad():
+            net(texture, motion)
+        net.train()
+
+    net, optimizer = instance()
+    first = timed(lambda: step(net, optimizer))[0]
+    second = timed(lambda: step(net, optimizer))[0]
+    steady = [timed(lambda: step(net, optimizer)) for _ in range(steps)]
+    partial_first = timed(lambda: step(net, optimizer, partial))[0]
+    eval_first = timed(lambda: evaluate(net))[0]
+    eval_steady = timed(lambda: evaluate(net))[0]
+    frames = counters["frames"]["ok"]
+    net, optimizer = instance()
+    new_first = timed(lambda: step(net, optimizer))[0]
+    new_partial = timed(lambda: step(net, optimizer, partial))[0]
+    new_eval = timed(lambda: evaluate(net))[0]
+    return {
+        "first_step_s": first,
+        "second_step_s": second,
+        "step_s": statistics.median(t for t, _ in steady),
+        "step_cpu_s": statistics.median(c for _, c in steady),
+        "partial_first_s": partial_first,
+        "eval_first_s": eval_first,
+        "eval_s": eval_steady,
+        "new_instance_s": [new_first, new_partial, new_eval],
+        "frames_first": frames,
+        "frames_second": counters["frames"]["ok"] - frames,
+        "partial": partial,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_compile(config: str, threads: int) -> list[dict]:
+    """Eager and compiled training steps of ``config``, each in its own subprocess."""
+    from msmmt.config import load_config
+
+    batch = BATCH.get(config, load_config(config).train.batch_size)
+    results: dict[str, dict] = {}
+    for mode in ("eager", "compile"):
+        cmd = [sys.executable, __file__, "--compile-worker", config, mode, str(batch)]
+        cmd += [str(COMPILE_STEPS), "--threads", str(threads)]
+        with tempfile.TemporaryDirectory() as cache:  # a cold inductor cache
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        last = proc.stdout.strip().splitlines()[-1:] or ["{}"]
+        results[mode] = json.loads(last[0])
+        if proc.returncode != 0:
+            results[mode]["error"] = (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
+        print(f"  {config} {mode} done", file=sys.stderr)
+    eager = results["eager"]
+
+    def overhead(res: dict) -> float:  # a new instance's first steps beyond steady state
+        return sum(res["new_instance_s"]) - 2 * res["step_s"] - res["eval_s"]
+
+    rows = []
+    for mode, res in results.items():
+        row: dict[str, object] = {"config": config, "mode": mode, "batch": batch}
+        if "step_s" in res and "step_s" in eager:
+            extra = overhead(res) - overhead(eager)  # per fold, compared with eager
+            gain = eager["step_s"] - res["step_s"]  # per training step
+            row.update(
+                threads=res["threads"],
+                first_step_s=res["first_step_s"],
+                second_step_s=res["second_step_s"],
+                train_step_ms=1000 * res["step_s"],
+                train_step_cpu_ms=1000 * res["step_cpu_s"],
+                speedup=eager["step_s"] / res["step_s"],
+                partial_batch=res["partial"],
+                partial_first_s=res["partial_first_s"],
+                eval_first_s=res["eval_first_s"],
+                eval_ms=1000 * res["eval_s"],
+                new_instance_first_s=res["new_instance_s"][0],
+                new_instance_partial_s=res["new_instance_s"][1],
+                new_instance_eval_s=res["new_instance_s"][2],
+                frames_compiled=res["frames_first"],
+                frames_new_instance=res["frames_second"],
+                fold_overhead_s=extra,
+                breakeven_steps=extra / gain if gain > 0 else None,
+            )
+        row["error"] = res.get("error", "")
+        row["load_avg"] = os.getloadavg()[0]
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=["demo", "cpu-small", "paper"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--compile-configs",
+        nargs="*",
+        default=[],
+        help="configs (of --configs) whose training step is also timed compiled vs eager "
+        "(each compilation takes minutes on a 2-core CPU)",
+    )
     parser.add_argument("--worker", nargs=4, metavar=("CONFIG", "VARIANT", "BATCH", "STEPS"))
+    parser.add_argument("--compile-worker", nargs=4, metavar=("CONFIG", "MODE", "BATCH", "STEPS"))
     args = parser.parse_args()
     if args.worker:
         config, variant, batch, steps = args.worker
         print(json.dumps(worker(config, variant, int(batch), int(steps), args.threads)))
+        return
+    if args.compile_worker:
+        config, mode, batch, steps = args.compile_worker
+        try:
+            result = compile_worker(config, mode, int(batch), int(steps), args.threads)
+        except Exception as err:  # recorded in the row: compilation may fail on a machine
+            traceback.print_exc()
+            print(json.dumps({"error": f"{type(err).__name__}: {err}"[:300]}))
+            return
+        print(json.dumps(result))
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import record
@@ -181,6 +343,12 @@ def main() -> None:
     for config in args.configs:
         rows += run_config(config, args.rounds if config != "paper" else 1, args.threads)
     record("model", rows)
+    compile_rows = []
+    for config in args.configs:
+        if config in args.compile_configs:
+            compile_rows += run_compile(config, args.threads)
+    if compile_rows:
+        record("model_compile", compile_rows)
 
 
 if __name__ == "__main__":
