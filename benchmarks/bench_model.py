@@ -13,7 +13,13 @@ the same result, see ``ViTBackbone.set_execution``):
   (``fused``) or explicit attention everywhere (``explicit``).
 
 The default is packed / cls / fused; the baseline is three separate plain passes
-(separate / all).
+(separate / all). Every (config, variant) runs in its own subprocess, so its peak
+memory (peak RSS minus the RSS before the first step) is its own; the variants of a
+config run in turns, ``--rounds`` times, so a busy machine slows them alike. Times
+are medians over all rounds of wall time and of the process's CPU time. On a shared
+machine keep ``--threads 1`` (the default) and read the CPU-time columns: with
+several threads a descheduled thread stalls the others, which favours whichever
+variant launches fewer operations.
 
 With ``--compile-configs`` it also compares ``torch.compile`` (inductor, CPU)
 with eager execution of a whole training step (forward + loss + backward + AdamW
@@ -24,13 +30,7 @@ no_grad), and the first steps of a *second* model instance, which is what every
 new LOSO fold pays. ``fold_overhead_s`` is that second instance's extra time over
 steady state (its first full step, partial step and evaluation) minus eager's, and
 ``breakeven_steps`` the training steps after which the faster steps repay it. A
-compilation error is recorded in the ``error`` column. Every (config, variant) runs in its own subprocess, so its peak
-memory (peak RSS minus the RSS before the first step) is its own; the variants of a
-config run in turns, ``--rounds`` times, so a busy machine slows them alike. Times
-are medians over all rounds of wall time and of the process's CPU time. On a shared
-machine keep ``--threads 1`` (the default) and read the CPU-time columns: with
-several threads a descheduled thread stalls the others, which favours whichever
-variant launches fewer operations.
+compilation error is recorded in the ``error`` column.
 
     .venv/bin/python benchmarks/bench_model.py                  # all three configs
     .venv/bin/python benchmarks/bench_model.py --configs demo --rounds 5
