@@ -31,3 +31,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert again.exit_code == 0, again.output
     assert "reusing" in again.output
     assert [p.stat().st_mtime_ns for p in done] == stamps  # no fold redone
+
+    other = runner.invoke(app, ["--set", "train.epochs=3", *args[2:], "--workers", "1"])
+    assert other.exit_code == 2
+    assert "use another --out" in other.output
+

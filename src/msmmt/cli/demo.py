@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, load_or_fail, output_dir
+from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
 
 
 @app.command()
@@ -29,12 +29,13 @@ def demo(
     from msmmt.data.readers import read_dataset, read_for_training
     from msmmt.data.synthetic import generate
     from msmmt.evaluation.report import write_report
-    from msmmt.evaluation.runner import run_folds
+    from msmmt.evaluation.runner import RunDirMismatchError, run_folds
     from msmmt.preprocess.pipeline import preprocess_dataset
 
     cfg = load_or_fail(STATE.config or "demo")
     root = output_dir(out, "runs/demo")
     start = time.perf_counter()
+    progress = STATE.verbosity >= 0
 
     data_dir, cache_dir, run_dir = root / "data", root / "cache", root / "run"
     wanted = {"subjects": subjects, "clips_per_subject": clips_per_subject, "seed": cfg.seed}
@@ -53,7 +54,7 @@ def demo(
         f"[2/4] preprocessing (face, magnification, dynamic image, TV-L1 flow, strain) -> {cache_dir}"
     )
     summary = preprocess_dataset(
-        read_dataset("synthetic", data_dir), cfg.preprocess, cache_dir, workers=workers
+        read_dataset("synthetic", data_dir), cfg.preprocess, cache_dir, workers, progress
     )
     if summary.failed:
         typer.echo(
@@ -61,7 +62,12 @@ def demo(
         )
 
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
-    run_folds(cfg, read_for_training("precomputed", cache_dir, cfg.data), run_dir)
+    try:
+        run_folds(
+            cfg, read_for_training("precomputed", cache_dir, cfg.data), run_dir, progress=progress
+        )
+    except RunDirMismatchError as err:
+        raise fail(f"{err}\n(another config than the finished run's: use another --out)") from None
 
     typer.echo("[4/4] report")
     report = write_report(run_dir, echo=STATE.verbosity >= 0)
