@@ -29,7 +29,10 @@ of a partial batch (a new batch size) and of an evaluation pass (eval mode,
 no_grad), and the first steps of a *second* model instance, which is what every
 new LOSO fold pays. ``fold_overhead_s`` is that second instance's extra time over
 steady state (its first full step, partial step and evaluation) minus eager's, and
-``breakeven_steps`` the training steps after which the faster steps repay it. A
+``breakeven_steps`` the training steps after which the faster steps repay it (0:
+nothing to repay, a new instance reuses the compiled code; timing noise can make
+the overhead slightly negative). The one-off cost of a process is in the ``*_first_s``
+columns of the first instance. A
 compilation error is recorded in the ``error`` column.
 
     .venv/bin/python benchmarks/bench_model.py                  # all three configs
@@ -299,7 +302,7 @@ def run_compile(config: str, threads: int) -> list[dict]:
                 frames_compiled=res["frames_first"],
                 frames_new_instance=res["frames_second"],
                 fold_overhead_s=extra,
-                breakeven_steps=extra / gain if gain > 0 else None,
+                breakeven_steps=max(extra, 0.0) / gain if gain > 0 else None,
             )
         row["error"] = res.get("error", "")
         row["load_avg"] = os.getloadavg()[0]
