@@ -17,10 +17,20 @@ from pathlib import Path
 
 from msmmt.data.labels import KNOWN_EMOTIONS
 from msmmt.data.readers._frames import numbered_frames, resolve_marks
-from msmmt.data.readers._sheet import Row, read_table
+from msmmt.data.readers._sheet import Row, find_file, read_table
 from msmmt.data.records import DatasetError, Sample
 
 log = logging.getLogger(__name__)
+
+
+def coded_sheet(
+    root: Path, data_root: Path, annotations: str | Path | None, patterns, what: str
+) -> Path:
+    """The coding sheet: ``annotations`` if given, else the one file matching ``patterns``
+    beside the subject folders, in their parent, in ``root`` or in ``root``'s parent."""
+    if annotations is not None:
+        return Path(annotations)
+    return find_file([data_root, data_root.parent, root, root.parent], patterns, what)
 
 COLUMNS = {
     "subject": "Subject",

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msmmt.data.readers._coded import read_coded, subject_number
+from msmmt.data.readers._coded import coded_sheet, read_coded, subject_number
 from msmmt.data.readers._frames import find_root, has_subfolder
-from msmmt.data.readers._sheet import find_file
 from msmmt.data.records import Sample
 
 __all__ = ["read_casme2"]
@@ -33,11 +32,5 @@ def read_casme2(
     (``synthetic`` for ``msmmt synth`` output) and prefixes the subject ids."""
     root = Path(root)
     data_root = find_root(root, has_subfolder(r"sub\d+"), "CASME II subject folders (subXX)")
-    sheet = (
-        Path(annotations)
-        if annotations is not None
-        else find_file(
-            [data_root, data_root.parent, root, root.parent], SHEET_PATTERNS, "CASME II coding"
-        )
-    )
+    sheet = coded_sheet(root, data_root, annotations, SHEET_PATTERNS, "CASME II coding")
     return read_coded(data_root, sheet, dataset, lambda row: f"sub{subject_number(row, 'sub'):02d}")

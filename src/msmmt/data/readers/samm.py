@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msmmt.data.readers._coded import read_coded, subject_number
+from msmmt.data.readers._coded import coded_sheet, read_coded, subject_number
 from msmmt.data.readers._frames import find_root, has_subfolder
-from msmmt.data.readers._sheet import find_file
 from msmmt.data.records import Sample
 
 __all__ = ["read_samm"]
@@ -29,11 +28,5 @@ def read_samm(root: str | Path, annotations: str | Path | None = None) -> list[S
     """Samples of a SAMM folder, in sheet order."""
     root = Path(root)
     data_root = find_root(root, has_subfolder(r"\d{3}"), "SAMM subject folders (e.g. 006)")
-    sheet = (
-        Path(annotations)
-        if annotations is not None
-        else find_file(
-            [data_root, data_root.parent, root, root.parent], SHEET_PATTERNS, "SAMM FACS codes"
-        )
-    )
+    sheet = coded_sheet(root, data_root, annotations, SHEET_PATTERNS, "SAMM FACS codes")
     return read_coded(data_root, sheet, "samm", lambda row: f"{subject_number(row):03d}")
