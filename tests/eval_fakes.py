@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from msmmt.config import Config
-from msmmt.data.records import Sample
+from msmmt.core.records import Sample
 from msmmt.evaluation.runner import FoldOutput
 
 CLASSES = ("negative", "positive", "surprise")  # the composite class set

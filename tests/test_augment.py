@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from msmmt.config import AugmentConfig
-from msmmt.training.augment import AugmentParams, apply_pair, random_params, warp
+from msmmt.engine.augment import AugmentParams, apply_pair, random_params, warp
 
 
 def _rand(shape, seed=0):

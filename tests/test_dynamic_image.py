@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from msmmt.preprocess.dynamic_image import approximate_weights, dynamic_image, rank_pool
+from msmmt.ops.dynamic_image import approximate_weights, dynamic_image, rank_pool
 
 
 def test_weights_for_five_frames_match_the_hand_computed_values():

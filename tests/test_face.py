@@ -6,9 +6,9 @@ import pytest
 from skimage import data
 
 from msmmt.config import PreprocessConfig
-from msmmt.data.records import DatasetError
-from msmmt.preprocess.face import align_faces, alignment_matrix
-from msmmt.preprocess.landmarks import detect_landmarks
+from msmmt.core.records import DatasetError
+from msmmt.ops.face import align_faces, alignment_matrix
+from msmmt.ops.landmarks import detect_landmarks
 
 
 def _rotated_astronaut(degrees: float) -> np.ndarray:

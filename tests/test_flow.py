@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-import msmmt.preprocess.flow as flow_mod
-from msmmt.preprocess.flow import motion_image, strain, strain_magnitude, tvl1_flow
-from msmmt.preprocess.scaling import minmax_uint8
+import msmmt.ops.flow as flow_mod
+from msmmt.ops.flow import motion_image, strain, strain_magnitude, tvl1_flow
+from msmmt.ops.scaling import minmax_uint8
 
 N = 96
 KX = np.fft.fftfreq(N)[None, :]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from msmmt.preprocess.magnify import (
+from msmmt.ops.magnify import (
     collapse_pyramid,
     iir_bandpass,
     laplacian_pyramid,

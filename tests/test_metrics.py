@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from msmmt.evaluation.metrics import confusion, per_class, scores, scores_by_group
+from msmmt.engine.metrics import confusion, per_class, scores, scores_by_group
 
 
 def _sklearn(y_true, y_pred, c):

@@ -8,14 +8,15 @@ import pytest
 from skimage import data
 from typer.testing import CliRunner
 
-import msmmt.preprocess.pipeline as pipeline
+import msmmt.preprocess.batch as batch
 from msmmt.config import PreprocessConfig
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import read_dataset
-from msmmt.data.records import DatasetError, Sample
+from msmmt.ops.face import align_faces
+from msmmt.ops.scaling import resize_square
 from msmmt.preprocess import cache
-from msmmt.preprocess.face import align_faces
-from msmmt.preprocess.pipeline import preprocess_dataset, process_clip
-from msmmt.preprocess.scaling import resize_square
+from msmmt.preprocess.batch import preprocess_dataset
+from msmmt.preprocess.clip import process_clip
 
 CFG = PreprocessConfig(face_size=64, image_size=32)
 MOUTH = (104 * 160 / 220, 118 * 160 / 220)  # astronaut's mouth in the 160 px crop
@@ -178,7 +179,7 @@ def test_runner_records_failures_writes_manifest_and_resumes(samples, tmp_path):
 def test_interrupted_run_resumes_without_redoing_finished_clips(samples, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     good = [samples[0], samples[2]]
-    real = pipeline.modality_images
+    real = batch.modality_images
     calls = []
 
     def crash_on_second(*args, **kwargs):
@@ -187,10 +188,10 @@ def test_interrupted_run_resumes_without_redoing_finished_clips(samples, tmp_pat
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "modality_images", crash_on_second)
+    monkeypatch.setattr(batch, "modality_images", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         preprocess_dataset(good, CFG, cache_dir, progress=False)
-    monkeypatch.setattr(pipeline, "modality_images", real)
+    monkeypatch.setattr(batch, "modality_images", real)
 
     done = _files(cache_dir)
     assert not [p for p in done if p.name.startswith(".")]  # no half-written file

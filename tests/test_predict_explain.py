@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from msmmt.cli import app
 from msmmt.config import load_config
-from msmmt.explain import draw_patch_weights, patch_heatmap, split_key
+from msmmt.inference.explain import draw_patch_weights, patch_heatmap, split_key
 from msmmt.model import build_model
 from msmmt.model.checkpoint import save_checkpoint
 
@@ -125,7 +125,7 @@ def trained(tmp_path_factory):
     trained on them with `msmmt train`."""
     from msmmt.data.readers import read_dataset
     from msmmt.data.synthetic import generate
-    from msmmt.preprocess.pipeline import preprocess_dataset
+    from msmmt.preprocess.batch import preprocess_dataset
 
     root = tmp_path_factory.mktemp("e2e")
     generate(root / "data", subjects=2, clips_per_subject=3, size=160, seed=0)
@@ -168,8 +168,8 @@ def test_train_writes_a_checkpoint_with_classes_preprocessing_and_history(traine
 
 def test_predict_preprocesses_a_clip_exactly_as_training_did(trained):
     from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.engine.trainer import predict_proba
     from msmmt.model.checkpoint import load_checkpoint
-    from msmmt.training.trainer import predict_proba
 
     root, raw = trained
     cached = filter_class_set(read_dataset("precomputed", root / "cache"), "composite")[1]
@@ -240,9 +240,9 @@ def test_a_model_trained_on_apex_crops_gets_the_apex_face_as_texture(trained, tm
     import torch
 
     from msmmt.data.readers import load_frames
+    from msmmt.engine.dataset import to_tensor
     from msmmt.model.checkpoint import load_checkpoint
-    from msmmt.preprocess.pipeline import process_clip
-    from msmmt.training.dataset import to_tensor
+    from msmmt.preprocess.clip import process_clip
 
     root, raw = trained
     model_dir = shutil.copytree(root / "model", tmp_path / "model")
@@ -291,8 +291,8 @@ def test_predict_reads_a_video_file(trained, tmp_path):
 
 def test_one_predictor_analyses_many_clips_as_training_did(trained):
     from msmmt.data.readers import filter_class_set, read_dataset
-    from msmmt.predict import Predictor
-    from msmmt.training.trainer import predict_proba
+    from msmmt.engine.trainer import predict_proba
+    from msmmt.inference.predict import Predictor
 
     root, raw = trained
     predictor = Predictor(root / "model")

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from msmmt.data.records import DatasetError, Sample
+from msmmt.core.records import DatasetError, Sample
 from msmmt.evaluation.protocols import (
     Fold,
     LeakageError,

@@ -16,8 +16,8 @@ from fixtures_datasets import (
     write_xlsx,
 )
 
+from msmmt.core.records import DatasetError
 from msmmt.data.readers import load_frames, read_dataset
-from msmmt.data.records import DatasetError
 
 # Sheet row of the i-th clip (0-based): CASME II's header is row 1.
 CASME2_ROW = 2

@@ -15,10 +15,10 @@ from fixtures_datasets import (
     write_image,
 )
 
-from msmmt.data.labels import map_label
+from msmmt.core.labels import map_label
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import filter_class_set, read_dataset, write_manifest
 from msmmt.data.readers.composite_release import read_composite_release
-from msmmt.data.records import DatasetError, Sample
 
 # ----------------------------------------------------------------------------- SMIC-HS
 

@@ -19,8 +19,8 @@ from eval_fakes import (
 )
 
 from msmmt.config import Config, ConfigError, save_config
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import filter_class_set, read_dataset
-from msmmt.data.records import DatasetError, Sample
 from msmmt.evaluation.protocols import Fold, fold_name
 from msmmt.evaluation.runner import (
     FoldOutput,
@@ -205,9 +205,9 @@ def test_default_fit_predict_validates_on_other_training_subjects(tmp_path, monk
     def predict_proba(model, samples, cfg):
         return np.full((len(samples), 3), 1 / 3)
 
-    fake = types.ModuleType("msmmt.training.trainer")
+    fake = types.ModuleType("msmmt.engine.trainer")
     fake.fit, fake.predict_proba = fit, predict_proba
-    monkeypatch.setitem(sys.modules, "msmmt.training.trainer", fake)
+    monkeypatch.setitem(sys.modules, "msmmt.engine.trainer", fake)
 
     samples = make_samples(n_subjects=8)
     cfg = Config.model_validate({"eval": {"early_stopping": early_stopping, "val_fraction": 0.3}})

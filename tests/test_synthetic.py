@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from msmmt.cli import app
-from msmmt.data.labels import map_label
+from msmmt.core.labels import map_label
 from msmmt.data.synthetic import (
     COLUMNS,
     SynthSettings,
@@ -24,7 +24,7 @@ from msmmt.data.synthetic import (
     render_clip,
     temporal_profile,
 )
-from msmmt.preprocess.landmarks import detect_landmarks
+from msmmt.ops.landmarks import detect_landmarks
 
 SIZE = 192
 EMOTIONS = {"happiness": "12", "disgust": "4+15", "repression": "4+15", "surprise": "1+2+26"}

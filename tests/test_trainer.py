@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from msmmt.config import load_config
-from msmmt.data.records import DatasetError, Sample
-from msmmt.evaluation.metrics import scores
-from msmmt.training import dataset as dataset_module
-from msmmt.training.dataset import ModalityDataset
-from msmmt.training.trainer import class_weights, fit, lr_factor, predict_proba, train_sampler
+from msmmt.core.records import DatasetError, Sample
+from msmmt.engine import dataset as dataset_module
+from msmmt.engine.dataset import ModalityDataset
+from msmmt.engine.metrics import scores
+from msmmt.engine.trainer import class_weights, fit, lr_factor, predict_proba, train_sampler
 
 CLASSES = ("negative", "positive", "surprise")
 SIZE = 24

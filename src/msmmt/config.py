@@ -279,7 +279,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
 
 def save_config(config: Config, path: str | Path) -> Path:
     """Write ``config`` as YAML next to a run's outputs (atomically)."""
-    from msmmt.io import atomic_write_text
+    from msmmt.core.io import atomic_write_text
 
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     return atomic_write_text(path, text)

@@ -30,7 +30,7 @@ def demo(
     from msmmt.data.synthetic import generate
     from msmmt.evaluation.report import write_report
     from msmmt.evaluation.runner import RunDirMismatchError, run_folds
-    from msmmt.preprocess.pipeline import preprocess_dataset
+    from msmmt.preprocess.batch import preprocess_dataset
 
     cfg = load_or_fail(STATE.config or "demo")
     root = output_dir(out, "runs/demo")

@@ -44,8 +44,8 @@ def loso(
     exits with status 1. When every fold is done, OUT/report.md is written.
     """
     from msmmt.config import ConfigError
+    from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
-    from msmmt.data.records import DatasetError
     from msmmt.evaluation.report import write_report
     from msmmt.evaluation.runner import (
         FoldsFailedError,
@@ -105,7 +105,7 @@ def report(
 ) -> None:
     """Merge the finished folds of a run (from any shards) into report.md, metrics.csv,
     predictions.csv and figures; print the scores. Exits 1 if no fold is finished."""
-    from msmmt.data.records import DatasetError
+    from msmmt.core.records import DatasetError
     from msmmt.evaluation.report import load_run, write_report
 
     if not run.is_dir():

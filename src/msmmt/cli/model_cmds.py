@@ -48,11 +48,11 @@ def train(
     settings, training summary) and history.csv.
     """
     from msmmt.config import ConfigError
-    from msmmt.data.labels import class_names
+    from msmmt.core.labels import class_names
+    from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
-    from msmmt.data.records import DatasetError
+    from msmmt.engine.trainer import fit
     from msmmt.model.checkpoint import save_checkpoint
-    from msmmt.training.trainer import fit
 
     cfg = load_or_fail(config)
     if not data.exists():
@@ -93,9 +93,9 @@ def _analyse(model_dir: Path, clip: Path, onset: int | None, apex: int | None, o
         raise fail(f"{model_dir}: no such checkpoint folder")
     if not clip.exists():
         raise fail(f"{clip}: no such clip (expected a folder of frames or a video file)")
-    from msmmt.data.records import DatasetError
+    from msmmt.core.records import DatasetError
+    from msmmt.inference.predict import Predictor
     from msmmt.model.checkpoint import CheckpointError
-    from msmmt.predict import Predictor
 
     try:
         predictor = Predictor(model_dir)
@@ -176,7 +176,7 @@ def explain(
     as a heat map over the aligned apex face. Default output: CLIP-NAME_explain.png
     in the global --out folder or the current one.
     """
-    from msmmt.explain import draw_patch_weights
+    from msmmt.inference.explain import draw_patch_weights
 
     predictor, a = _analyse(model, clip, onset, apex, offset)
     if not a.output.patch_weights:

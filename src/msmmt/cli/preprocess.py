@@ -47,9 +47,9 @@ def preprocess(
     (read it with the `precomputed` reader) and CACHE/failures.csv; a rerun only
     computes what is missing. Exits with status 1 when a clip failed.
     """
+    from msmmt.core.records import DatasetError
     from msmmt.data.readers import DATASETS, read_dataset
-    from msmmt.data.records import DatasetError
-    from msmmt.preprocess.pipeline import preprocess_dataset
+    from msmmt.preprocess.batch import preprocess_dataset
 
     cfg = load_or_fail()
     if dataset in _NO_FRAMES or dataset not in DATASETS:

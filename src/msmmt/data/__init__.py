@@ -1,1 +1,1 @@
-"""Sample records, dataset readers, label maps, synthetic clips and the torch Dataset."""
+"""Dataset readers and synthetic clips."""

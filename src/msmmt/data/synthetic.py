@@ -49,8 +49,8 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
-from msmmt.data.records import DatasetError
-from msmmt.io import atomic_path, atomic_write_json
+from msmmt.core.io import atomic_path, atomic_write_json
+from msmmt.core.records import DatasetError
 
 __all__ = [
     "CLASSES",
@@ -167,7 +167,7 @@ def template_face() -> tuple[np.ndarray, np.ndarray]:
     """The source photograph (512 x 512 x 3 float32 RGB in [0, 255]) and its (68, 2) landmarks."""
     from skimage.data import astronaut
 
-    from msmmt.preprocess.landmarks import detect_landmarks
+    from msmmt.ops.landmarks import detect_landmarks
 
     image = astronaut()
     landmarks = detect_landmarks(image)

@@ -1,1 +1,1 @@
-"""Leak-free evaluation: metrics, LOSO and grouped K-fold protocols, the fold runner, reports."""
+"""Leak-free evaluation: LOSO and grouped K-fold protocols, the fold runner, reports."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msmmt.data.records import DatasetError, Sample
+from msmmt.core.records import DatasetError, Sample
 
 __all__ = [
     "Fold",

@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from msmmt.config import Config, load_config
-from msmmt.data.labels import class_names
-from msmmt.data.records import DatasetError
-from msmmt.evaluation.metrics import confusion, per_class, scores, scores_by_group
+from msmmt.core.io import atomic_path, atomic_write_text
+from msmmt.core.labels import class_names
+from msmmt.core.records import DatasetError
+from msmmt.engine.metrics import confusion, per_class, scores, scores_by_group
 from msmmt.evaluation.runner import (
     CONFIG_FILE,
     ERROR_FILE,
@@ -33,7 +34,6 @@ from msmmt.evaluation.runner import (
     PREDICTIONS_FILE,
     fold_status,
 )
-from msmmt.io import atomic_path, atomic_write_text
 
 __all__ = ["PAPER_TABLE2", "RunResults", "load_run", "metrics_table", "print_metrics", "write_report"]
 

@@ -12,7 +12,7 @@ Layout of a run directory::
 
 The model is not the runner's business: it calls ``fit_predict(cfg, train, test, fold_dir)``,
 which trains on ``train`` and returns a :class:`FoldOutput` with class probabilities for
-``test``. :func:`default_fit_predict` wires :mod:`msmmt.training.trainer`. Every fold goes
+``test``. :func:`default_fit_predict` wires :mod:`msmmt.engine.trainer`. Every fold goes
 through :func:`~msmmt.evaluation.protocols.check_no_leak` before it runs.
 """
 
@@ -33,8 +33,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from msmmt.config import Config, ConfigError, load_config, save_config
-from msmmt.data.labels import class_names
-from msmmt.data.records import DatasetError, Sample
+from msmmt.core.io import atomic_write_json, atomic_write_text
+from msmmt.core.labels import class_names
+from msmmt.core.records import DatasetError, Sample
 from msmmt.evaluation.protocols import (
     Fold,
     check_no_leak,
@@ -42,7 +43,6 @@ from msmmt.evaluation.protocols import (
     loso_folds,
     validation_split,
 )
-from msmmt.io import atomic_write_json, atomic_write_text
 
 __all__ = [
     "CONFIG_FILE",
@@ -127,14 +127,14 @@ class RunSummary:
 def default_fit_predict(
     cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
 ) -> FoldOutput:
-    """Train with :func:`msmmt.training.trainer.fit` and predict the test samples.
+    """Train with :func:`msmmt.engine.trainer.fit` and predict the test samples.
 
     With ``cfg.eval.early_stopping`` a validation set of whole *training* subjects
     (``cfg.eval.val_fraction`` of them, drawn with ``cfg.seed``) is held out and the
     trainer stops / picks its epoch on it; the test subject is never looked at. Without
     it the model trains ``cfg.train.epochs`` epochs and the last epoch is used.
     """
-    from msmmt.training.trainer import fit, predict_proba
+    from msmmt.engine.trainer import fit, predict_proba
 
     val: list[Sample] | None = None
     info: dict[str, Any] = {}

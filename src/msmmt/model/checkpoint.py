@@ -6,7 +6,7 @@ A checkpoint is a folder::
     config.json         the whole run Config (the model is rebuilt from its ``model`` section)
     extra.json          optional: class names, fold, metrics... (any JSON)
 
-Each file is written atomically (:func:`msmmt.io.atomic_path`); ``config.json`` is
+Each file is written atomically (:func:`msmmt.core.io.atomic_path`); ``config.json`` is
 written last, so a folder with a config holds complete weights.
 """
 
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from msmmt.config import Config
-from msmmt.io import atomic_path, atomic_write_json
+from msmmt.core.io import atomic_path, atomic_write_json
 from msmmt.model.msmmt import MSMMT, build_model
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]

@@ -1,1 +1,1 @@
-"""Clip preprocessing: face alignment, magnification, dynamic image, flow and strain, cache."""
+"""Clip preprocessing: one clip (clip), the per-stage cache (cache), whole datasets (batch)."""

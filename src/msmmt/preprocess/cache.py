@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from msmmt.config import PreprocessConfig
-from msmmt.io import atomic_path
-from msmmt.preprocess.face import AlignedFaces
+from msmmt.core.io import atomic_path
+from msmmt.ops.face import AlignedFaces
 
 __all__ = [
     "CACHE_VERSION",

@@ -1,4 +1,4 @@
-"""Dataset readers: every supported layout -> a list of :class:`msmmt.data.records.Sample`.
+"""Dataset readers: every supported layout -> a list of :class:`msmmt.core.records.Sample`.
 
 ``read_dataset(name, root, annotations=None)`` dispatches on ``name``:
 
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from msmmt.config import DataConfig
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import existing
 from msmmt.data.readers.casme2 import read_casme2
 from msmmt.data.readers.clip import load_frames, read_clip
@@ -30,7 +31,6 @@ from msmmt.data.readers.composite_release import read_composite_release
 from msmmt.data.readers.precomputed import read_precomputed, write_manifest
 from msmmt.data.readers.samm import read_samm
 from msmmt.data.readers.smic import read_smic
-from msmmt.data.records import DatasetError, Sample
 
 __all__ = [
     "DATASETS",

@@ -15,10 +15,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from msmmt.data.labels import KNOWN_EMOTIONS
+from msmmt.core.labels import KNOWN_EMOTIONS
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import numbered_frames, resolve_marks
 from msmmt.data.readers._sheet import Row, find_file, read_table
-from msmmt.data.records import DatasetError, Sample
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msmmt.data.records import DatasetError
+from msmmt.core.records import DatasetError
 
 _MISSING = {"", "/", "-", "--", "n/a", "na", "nan", "none", "null"}
 

@@ -27,12 +27,12 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from msmmt.data.labels import map_label
+from msmmt.core.labels import map_label
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import existing_folder
 from msmmt.data.readers.casme2 import read_casme2
 from msmmt.data.readers.samm import read_samm
 from msmmt.data.readers.smic import read_smic
-from msmmt.data.records import DatasetError, Sample
 
 __all__ = ["DROPPED", "filter_class_set", "read_composite"]
 
@@ -49,7 +49,7 @@ def filter_class_set(samples: Iterable[Sample], class_set: str) -> list[Sample]:
 
     The emotion is ``extra["emotion"]`` when present (already mapped samples), else
     ``label``; it is kept in ``extra["emotion"]``. Samples that
-    :func:`msmmt.data.labels.map_label` leaves out are dropped.
+    :func:`msmmt.core.labels.map_label` leaves out are dropped.
     """
     out = []
     for s in samples:

@@ -23,9 +23,9 @@ import os
 import re
 from pathlib import Path
 
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import IMAGE_EXTENSIONS, existing, existing_folder
 from msmmt.data.readers._sheet import Row, read_table
-from msmmt.data.records import DatasetError, Sample
 
 __all__ = ["read_composite_release"]
 

@@ -15,11 +15,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from msmmt.data.labels import KNOWN_EMOTIONS
+from msmmt.core.io import atomic_path
+from msmmt.core.labels import KNOWN_EMOTIONS
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import existing
 from msmmt.data.readers._sheet import read_table
-from msmmt.data.records import DatasetError, Sample
-from msmmt.io import atomic_path
 
 __all__ = ["MANIFEST_COLUMNS", "MANIFEST_NAME", "read_precomputed", "write_manifest"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from msmmt.core.records import Sample
 from msmmt.data.readers._coded import coded_sheet, read_coded, subject_number
 from msmmt.data.readers._frames import find_root, has_subfolder
-from msmmt.data.records import Sample
 
 __all__ = ["read_samm"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import (
     existing_folder,
     find_root,
@@ -22,7 +23,6 @@ from msmmt.data.readers._frames import (
     numbered_frames,
     resolve_marks,
 )
-from msmmt.data.records import DatasetError, Sample
 
 __all__ = ["read_smic"]
 

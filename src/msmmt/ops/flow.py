@@ -20,7 +20,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from msmmt.preprocess.scaling import minmax_uint8, resize_square
+from msmmt.ops.scaling import minmax_uint8, resize_square
 
 __all__ = ["motion_image", "strain", "strain_magnitude", "to_grey", "tvl1_flow"]
 

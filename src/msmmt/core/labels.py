@@ -6,7 +6,7 @@ protocol; ``casme2``, ``samm`` and ``smic`` are the single-dataset (SDE) sets.
 
 from __future__ import annotations
 
-from msmmt.data.records import DatasetError
+from msmmt.core.records import DatasetError
 
 __all__ = ["CLASS_SETS", "class_names", "map_label"]
 

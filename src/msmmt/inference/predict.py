@@ -5,7 +5,7 @@ settings) and then analyses any number of clips, each preprocessed exactly as th
 training clips were (face alignment, magnification, dynamic image, TV-L1 flow and
 strain, with the checkpoint's ``preprocess`` settings)::
 
-    from msmmt.predict import Predictor
+    from msmmt.inference.predict import Predictor
 
     predictor = Predictor("runs/model")
     result = predictor.analyse("clips/EP02_01f")      # or a video file
@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from msmmt.config import Config
-from msmmt.data.labels import class_names
+from msmmt.core.labels import class_names
+from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import load_frames, read_clip
-from msmmt.data.records import DatasetError, Sample
+from msmmt.engine.dataset import to_tensor
 from msmmt.model.checkpoint import load_checkpoint
-from msmmt.preprocess.pipeline import ClipImages, process_clip
-from msmmt.training.dataset import to_tensor
+from msmmt.preprocess.clip import ClipImages, process_clip
 
 __all__ = ["Analysis", "Predictor"]
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from msmmt.preprocess.scaling import minmax_uint8, resize_square
+from msmmt.ops.scaling import minmax_uint8, resize_square
 
 __all__ = ["approximate_weights", "dynamic_image", "rank_pool"]
 

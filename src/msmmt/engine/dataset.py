@@ -7,7 +7,7 @@ file, modification time and size, so the many folds of a LOSO run never decode
 an image twice. Items are ``(texture, motion, label_index)`` with float images
 3 x S x S in [0, 1] (greyscale replicated to 3 channels).
 
-Augmentation (:mod:`msmmt.training.augment`) draws its parameters from a
+Augmentation (:mod:`msmmt.engine.augment`) draws its parameters from a
 generator seeded by (seed, epoch, index), so a run is reproducible whatever the
 number of loader workers or the order of the items; call :meth:`set_epoch` at the
 start of each epoch for fresh draws.
@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from msmmt.config import AugmentConfig
-from msmmt.data.records import DatasetError, Sample
-from msmmt.training.augment import apply_pair, random_params
+from msmmt.core.records import DatasetError, Sample
+from msmmt.engine.augment import apply_pair, random_params
 
 __all__ = ["ModalityDataset", "label_indices", "load_image", "to_tensor"]
 

@@ -31,13 +31,13 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from msmmt.config import Config, ConfigError
-from msmmt.data.labels import class_names
-from msmmt.data.records import Sample
-from msmmt.evaluation.metrics import scores
-from msmmt.io import atomic_write_text
+from msmmt.core.io import atomic_write_text
+from msmmt.core.labels import class_names
+from msmmt.core.records import Sample
+from msmmt.engine.dataset import ModalityDataset
+from msmmt.engine.metrics import scores
 from msmmt.model import build_model
 from msmmt.model.losses import msmmt_loss
-from msmmt.training.dataset import ModalityDataset
 
 __all__ = [
     "FitResult",

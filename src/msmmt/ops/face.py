@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 
 from msmmt.config import PreprocessConfig
-from msmmt.data.records import DatasetError
-from msmmt.preprocess.landmarks import LEFT_INNER_EYE, RIGHT_INNER_EYE, detect_landmarks
+from msmmt.core.records import DatasetError
+from msmmt.ops.landmarks import LEFT_INNER_EYE, RIGHT_INNER_EYE, detect_landmarks
 
 __all__ = [
     "AlignedFaces",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msmmt.io import atomic_path
+from msmmt.core.io import atomic_path
 from msmmt.model.msmmt import scale_size
 
 __all__ = ["draw_patch_weights", "patch_heatmap", "split_key"]

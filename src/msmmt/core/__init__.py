@@ -1,0 +1,1 @@
+"""Core of msmmt: sample records, label maps, atomic file writing (imports nothing above it)."""

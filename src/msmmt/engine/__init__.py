@@ -1,0 +1,1 @@
+"""Training engine: the torch Dataset, paired augmentation, the optimisation loop, metrics."""

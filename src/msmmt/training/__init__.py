@@ -1,1 +1,0 @@
-"""Training one model: data loading, augmentation, the optimisation loop, checkpoints."""
