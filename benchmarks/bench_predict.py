@@ -2,7 +2,7 @@
 
 * cold: ``msmmt predict MODEL CLIP --json`` as a new process (Python start-up,
   imports, checkpoint and dlib model loading, preprocessing, the forward pass);
-* warm: a :class:`msmmt.predict.Predictor` already loaded analyses the clip again
+* warm: a :class:`msmmt.inference.predict.Predictor` already loaded analyses the clip again
   (what a service or a notebook pays per clip), split into its stages.
 
 The model is an untrained network of the chosen preset (latency does not depend on
@@ -29,9 +29,9 @@ from common import record, timeit  # noqa: E402
 
 from msmmt.config import load_config  # noqa: E402
 from msmmt.data.synthetic import generate  # noqa: E402
+from msmmt.inference.predict import Predictor  # noqa: E402
 from msmmt.model import build_model  # noqa: E402
 from msmmt.model.checkpoint import save_checkpoint  # noqa: E402
-from msmmt.predict import Predictor  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT = 60, 640, 480
 

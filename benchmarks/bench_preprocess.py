@@ -31,9 +31,10 @@ from common import record, timeit  # noqa: E402
 
 from msmmt.config import load_config  # noqa: E402
 from msmmt.data.readers import load_frames, read_clip  # noqa: E402
-from msmmt.preprocess.dynamic_image import dynamic_image  # noqa: E402
-from msmmt.preprocess.face import align_faces  # noqa: E402
-from msmmt.preprocess.pipeline import preprocess_dataset, process_clip  # noqa: E402
+from msmmt.ops.dynamic_image import dynamic_image  # noqa: E402
+from msmmt.ops.face import align_faces  # noqa: E402
+from msmmt.preprocess.batch import preprocess_dataset  # noqa: E402
+from msmmt.preprocess.clip import process_clip  # noqa: E402
 
 
 def synthetic_clip(n_frames: int, seed: int) -> np.ndarray:

@@ -7,7 +7,7 @@ texture images and 28 x 28 flow images, random pixels), it times
   a LOSO run reuse the process-wide cache (``cold`` vs ``warm``);
 * one pass over the data loader without a model, with and without the paired
   augmentation (its cost per clip);
-* one training epoch of :func:`msmmt.training.trainer.fit` per config, and from it
+* one training epoch of :func:`msmmt.engine.trainer.fit` per config, and from it
   the training time of a whole LOSO run (68 folds x train.epochs epochs).
 
     .venv/bin/python benchmarks/bench_train.py
@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record, timeit  # noqa: E402
 
 from msmmt.config import load_config  # noqa: E402
-from msmmt.data.records import Sample  # noqa: E402
-from msmmt.training import dataset as dataset_module  # noqa: E402
-from msmmt.training.dataset import ModalityDataset  # noqa: E402
-from msmmt.training.trainer import fit  # noqa: E402
+from msmmt.core.records import Sample  # noqa: E402
+from msmmt.engine import dataset as dataset_module  # noqa: E402
+from msmmt.engine.dataset import ModalityDataset  # noqa: E402
+from msmmt.engine.trainer import fit  # noqa: E402
 
 CLASSES = ("negative", "positive", "surprise")
 SUBJECTS, CLIPS = 68, 442
