@@ -296,7 +296,7 @@ def magnify_iir(
     so the same onset -> apex motion is magnified differently at 200 fps and at
     100 fps, and for short and long clips. With 4 levels and ``lambda_c`` 16 (the
     settings before the ``onset`` mode) the textures got 5.6x-6.8x for 5-10 frame
-    rises down to 1.6x-1.7x at 100 frames, the 64-100 px texture 3.7x down to 1.5x,
+    rises down to 1.6x-1.7x at 100 frames, the 64-100 px texture 3.6x-3.9x down to 1.5x,
     and a face-sized blob was not magnified at all. Sensor noise: 3.1 times the
     input noise (1.8 times with 4 levels and ``lambda_c`` 16). Use the ``onset`` mode
     (:func:`magnify_onset`) for a gain that is ``1 + alpha``.
