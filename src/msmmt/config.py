@@ -81,7 +81,7 @@ class PreprocessConfig(_Section):
     """Rate of the IIR band-pass's slow low-pass (``iir`` mode only)."""
     magnify_lambda_c: float = Field(8.0, gt=0.0)
     """Spatial cut-off wavelength (px): finer pyramid levels get less than alpha.
-    8: the gain is within 7% of 1 + alpha from 16 px wavelengths up; 16: within 10%
+    8: the gain is within 8% of 1 + alpha from 16 px wavelengths up; 16: within 10%
     only from 32 px (Laplacian pyramid bands overlap)."""
     magnify_levels: int | None = Field(None, ge=1)
     """Laplacian pyramid levels; None: the full height (down to a 1 px residual)."""
