@@ -116,6 +116,7 @@ def test_each_image_is_keyed_by_the_settings_that_affect_it(tmp_path):
     changes = {
         "dynamic_image": (CFG.model_copy(update={"dynamic_image": "ranksvm"}), {"texture"}),
         "alpha": (CFG.model_copy(update={"magnify_alpha": 5.0}), {"texture", "motion"}),
+        "mode": (CFG.model_copy(update={"magnify_mode": "iir"}), {"texture", "motion"}),
         "image_size": (CFG.model_copy(update={"image_size": 48}), {"texture", "motion", "face"}),
         "margin": (
             CFG.model_copy(update={"face_margin": 0.2}),

@@ -69,11 +69,22 @@ class PreprocessConfig(_Section):
     """Frames tried, from the first, until dlib finds a face; none found is a DatasetError."""
     align: bool = True
     magnify: bool = True
+    magnify_mode: Literal["onset", "iir"] = "onset"
+    """``onset``: amplify each frame's change from the onset, so the onset -> apex
+    displacement is magnified 1 + magnify_alpha times whatever the rise time;
+    ``iir``: Wu et al.'s IIR temporal band-pass, whose gain falls with the rise time
+    (2.3x-3.0x at alpha 10 for an 80-frame rise). See msmmt.ops.magnify."""
     magnify_alpha: float = Field(10.0, ge=0.0)
     magnify_r1: float = Field(0.4, gt=0.0, lt=1.0)
+    """Rate of the IIR band-pass's fast low-pass (``iir`` mode only)."""
     magnify_r2: float = Field(0.05, gt=0.0, lt=1.0)
-    magnify_lambda_c: float = Field(16.0, gt=0.0)
-    magnify_levels: int = Field(4, ge=1)
+    """Rate of the IIR band-pass's slow low-pass (``iir`` mode only)."""
+    magnify_lambda_c: float = Field(8.0, gt=0.0)
+    """Spatial cut-off wavelength (px): finer pyramid levels get less than alpha.
+    8: the gain is within 8% of 1 + alpha from 16 px wavelengths up; 16: within 10%
+    only from 32 px (Laplacian pyramid bands overlap)."""
+    magnify_levels: int | None = Field(None, ge=1)
+    """Laplacian pyramid levels; None: the full height (down to a 1 px residual)."""
     dynamic_image: Literal["approximate", "ranksvm"] = "approximate"
     image_size: int = Field(224, ge=16)
     """Side of the cached modality images (texture and motion)."""

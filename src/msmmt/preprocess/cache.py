@@ -53,6 +53,7 @@ _STAGE_FIELDS = {
     "faces": ("align", "face_size", "face_margin", "eye_distance", "face_search_frames"),
     "magnify": (
         "magnify",
+        "magnify_mode",
         "magnify_alpha",
         "magnify_r1",
         "magnify_r2",

@@ -4,8 +4,9 @@
 
 1. face: landmarks on the onset frame (or the next ones), one similarity transform
    for every frame, ``face_size`` crop (:mod:`msmmt.ops.face`);
-2. magnify: Eulerian video magnification of the aligned clip from the onset on
-   (:mod:`msmmt.ops.magnify`; causal, so the onset frame is unchanged);
+2. magnify: Eulerian motion magnification of the aligned clip from the onset on,
+   the onset being its first frame (:mod:`msmmt.ops.magnify`; causal, so the
+   onset frame is unchanged);
 3. texture: dynamic image of the magnified frames ``onset..offset``
    (:mod:`msmmt.ops.dynamic_image`);
 4. motion: TV-L1 flow from the magnified onset to the magnified apex, strain,
@@ -141,10 +142,11 @@ def modality_images(
             clip = magnify(
                 clip,
                 alpha=cfg.magnify_alpha,
-                r1=cfg.magnify_r1,
-                r2=cfg.magnify_r2,
+                mode=cfg.magnify_mode,
                 lambda_c=cfg.magnify_lambda_c,
                 levels=cfg.magnify_levels,
+                r1=cfg.magnify_r1,
+                r2=cfg.magnify_r2,
             )
     if "texture" in need:
         with clock("texture"):
