@@ -233,6 +233,7 @@ def test_cli_preprocess(tmp_path):
     generate(root, subjects=1, clips_per_subject=2, seed=0, size=160)
     runner = CliRunner()
     settings = ["--set", "preprocess.face_size=64", "--set", "preprocess.image_size=32"]
+    settings += ["--set", "model.img_size=32"]  # the config checks image_size >= img_size
     ok = runner.invoke(
         app, [*settings, "preprocess", "synthetic", str(root), "--out", str(tmp_path / "c")]
     )

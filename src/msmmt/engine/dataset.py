@@ -25,10 +25,11 @@ import torch
 from torch.utils.data import Dataset
 
 from msmmt.config import AugmentConfig
+from msmmt.core.labels import label_indices
 from msmmt.core.records import DatasetError, Sample
 from msmmt.engine.augment import apply_pair, random_params
 
-__all__ = ["ModalityDataset", "label_indices", "load_image", "to_tensor"]
+__all__ = ["ModalityDataset", "load_image", "to_tensor"]
 
 
 def to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
@@ -85,20 +86,6 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     return _decode(str(path), st.st_mtime_ns, st.st_size, size)
 
 
-def label_indices(samples: Sequence[Sample], class_names: Sequence[str]) -> np.ndarray:
-    """Index of each sample's label in ``class_names``; a clear error for a label outside it."""
-    index = {name: i for i, name in enumerate(class_names)}
-    out = np.empty(len(samples), dtype=np.int64)
-    for i, s in enumerate(samples):
-        if s.label not in index:
-            raise DatasetError(
-                f"{s.key}: label {s.label!r} is not one of the classes {list(class_names)}; "
-                "map the dataset's emotions first (msmmt.data.readers.filter_class_set)"
-            )
-        out[i] = index[s.label]
-    return out
-
-
 class ModalityDataset(Dataset):
     """``(texture, motion, label_index)`` for each sample's precomputed images.
 
@@ -122,7 +109,9 @@ class ModalityDataset(Dataset):
         if class_names is None:
             self.labels = np.full(len(self.samples), -1, dtype=np.int64)
         else:
-            self.labels = label_indices(self.samples, class_names)
+            self.labels = label_indices(
+                [s.label for s in self.samples], class_names, [s.key for s in self.samples]
+            )
         self.texture = [self._load(s, "texture_image") for s in self.samples]
         self.motion = [self._load(s, "motion_image") for s in self.samples]
 

@@ -1,4 +1,4 @@
-"""Subject-grouped evaluation splits and the leakage guard (DESIGN.md, "Data and protocols").
+"""Subject-grouped evaluation splits and the leakage guard (``docs/METHOD.md``, "LOSO and leakage").
 
 - :func:`loso_folds`: leave-one-subject-out, one fold per subject, the subject's clips
   are the test set and every other clip is training data.
