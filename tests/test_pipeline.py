@@ -102,9 +102,9 @@ def test_process_clip_images_and_where_the_motion_is():
 
 def test_process_clip_rejects_bad_indices():
     frames = np.zeros((5, 40, 40, 3), np.uint8)
-    with pytest.raises(DatasetError, match="sub03/EP07.*apex index 9"):
+    with pytest.raises(DatasetError, match=r"sub03/EP07.*apex frame 9 is outside onset..offset"):
         process_clip(frames, 0, 9, CFG, clip="sub03/EP07")
-    with pytest.raises(DatasetError, match="onset 3 comes after apex 1"):
+    with pytest.raises(DatasetError, match=r"apex frame 1 is outside onset..offset \(3..4\)"):
         process_clip(frames, 3, 1, CFG)
 
 

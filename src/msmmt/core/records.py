@@ -46,14 +46,3 @@ class Sample:
     def key(self) -> str:
         """Stable id of the sample: ``dataset/subject/clip``-like, file-name safe."""
         return f"{self.subject}/{self.clip}".replace("\\", "/")
-
-    def frame_index(self, number: int) -> int:
-        """Position in ``frames`` of the frame with dataset number ``number``."""
-        try:
-            return self.frame_numbers.index(number)
-        except ValueError:
-            raise DatasetError(
-                f"{self.key}: frame {number} is not among the clip's frames "
-                f"({self.frame_numbers[0] if self.frame_numbers else '-'}.."
-                f"{self.frame_numbers[-1] if self.frame_numbers else '-'})"
-            ) from None
