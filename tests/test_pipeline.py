@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import msmmt.preprocess.batch as batch
 from msmmt.config import PreprocessConfig
+from msmmt.core.images import read_rgb
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import read_dataset
 from msmmt.ops.face import align_faces
@@ -149,15 +150,15 @@ def test_runner_records_failures_writes_manifest_and_resumes(samples, tmp_path):
     assert "no face" in failures[1]
 
     manifest = (cache_dir / "manifest.csv").read_text().splitlines()
-    assert manifest[0] == "dataset,subject,sample,label,texture_image,flow_image"
+    assert manifest[0] == "dataset,subject,clip,label,texture_image,motion_image"
     read = read_dataset("precomputed", cache_dir)
     assert [(s.subject, s.clip) for s in read] == [
         ("casme2/sub01", "EP01"),
         ("casme2/sub02", "EP01"),
     ]
     for s in read:
-        assert cache.read_image(s.texture_image).shape == (32, 32, 3)
-        assert cache.read_image(s.motion_image).shape == (32, 32, 3)
+        assert read_rgb(s.texture_image).shape == (32, 32, 3)
+        assert read_rgb(s.motion_image).shape == (32, 32, 3)
 
     before = _files(cache_dir)
     again = preprocess_dataset(samples, CFG, cache_dir, progress=False)
@@ -218,10 +219,10 @@ def test_two_workers_give_the_same_images(samples, tmp_path):
         strict=True,
     ):
         np.testing.assert_array_equal(
-            cache.read_image(a.texture_image), cache.read_image(b.texture_image)
+            read_rgb(a.texture_image), read_rgb(b.texture_image)
         )
         np.testing.assert_array_equal(
-            cache.read_image(a.motion_image), cache.read_image(b.motion_image)
+            read_rgb(a.motion_image), read_rgb(b.motion_image)
         )
 
 

@@ -10,7 +10,6 @@ import torch
 
 from msmmt.config import load_config
 from msmmt.core.records import DatasetError, Sample
-from msmmt.engine import dataset as dataset_module
 from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.metrics import scores
 from msmmt.engine.optim import build_optimizer, lr_factor, no_weight_decay_names
@@ -131,7 +130,7 @@ def test_images_are_decoded_once_across_datasets(tmp_path, monkeypatch):
     samples = write_set(tmp_path, n_per_class=1, seed=3)
     calls = []
     real = cv2.imread
-    monkeypatch.setattr(dataset_module.cv2, "imread", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(cv2, "imread", lambda *a: calls.append(a) or real(*a))
     ModalityDataset(samples, CLASSES, SIZE)
     first = len(calls)
     ModalityDataset(samples[:2], CLASSES, SIZE)  # another fold over the same files

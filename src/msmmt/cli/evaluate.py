@@ -48,22 +48,12 @@ def loso(
     from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
     from msmmt.evaluation.fit_predict import train_and_predict
-    from msmmt.evaluation.runner import (
-        FoldsFailedError,
-        RunDirMismatchError,
-        parse_shard,
-        run_folds,
-    )
+    from msmmt.evaluation.runner import FoldsFailedError, RunDirMismatchError, run_folds
 
     cfg = load_or_fail(config)
     if not data.exists():
         raise fail(f"--data {data}: no such file or folder")
-    if shard is not None:
-        try:
-            parse_shard(shard)
-        except ValueError as err:
-            raise fail(f"--shard: {err}") from None
-    wanted = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
+    wanted = _fold_selection(folds, shard)
     run = output_dir(out, "runs/loso")
     try:
         samples = read_for_training(dataset, data, cfg.data)
@@ -95,6 +85,18 @@ def loso(
         )
         return
     typer.echo(f"report: {write_and_print_report(run)}")
+
+
+def _fold_selection(folds: str | None, shard: str | None) -> list[str] | None:
+    """The fold names of ``--folds`` (None: all); a bad ``--shard`` fails here, before any work."""
+    from msmmt.evaluation.runner import parse_shard
+
+    if shard is not None:
+        try:
+            parse_shard(shard)
+        except ValueError as err:
+            raise fail(f"--shard: {err}") from None
+    return [f.strip() for f in folds.split(",") if f.strip()] if folds else None
 
 
 @app.command()

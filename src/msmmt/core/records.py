@@ -27,7 +27,10 @@ class Sample:
     clip: str
     """Clip id, unique within the subject (e.g. ``EP02_01f``)."""
     label: str
-    """Emotion as the dataset names it, lower case (e.g. ``happiness``)."""
+    """The clip's label, lower case: the emotion as the dataset names it (e.g.
+    ``happiness``) from the single-dataset readers, or a class of a class set (e.g.
+    ``positive``) from ``read_composite`` and after ``filter_class_set``, which keep the
+    dataset's emotion in ``extra["emotion"]``; ``""`` for an unlabelled clip."""
     frames: tuple[Path, ...] = ()
     frame_numbers: tuple[int, ...] = ()
     video: Path | None = None

@@ -44,28 +44,9 @@ def _figure(path: Path, draw, size: tuple[float, float]) -> None:
         fig.savefig(tmp, format="png")
 
 
-def _plot_confusion(m: np.ndarray, classes: Sequence[str], path: Path) -> None:
-    def draw(fig):
-        ax = fig.subplots()
-        rows = m.sum(axis=1, keepdims=True)
-        frac = np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)
-        im = ax.imshow(frac, vmin=0, vmax=1, cmap="Blues")
-        for i in range(m.shape[0]):
-            for j in range(m.shape[1]):
-                ax.text(j, i, f"{m[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center",
-                        color="white" if frac[i, j] > 0.5 else "black", fontsize=9)
-        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title("Pooled confusion matrix (counts, row %)")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-
-    side = 2.0 + 0.9 * len(classes)
-    _figure(path, draw, (side + 1.0, side))
-
-
 def plot_confusion(m: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    """Confusion matrix ``m`` (true x predicted counts), cells coloured by row fraction."""
+
     def draw(fig):
         ax = fig.subplots()
         rows = m.sum(axis=1, keepdims=True)
@@ -87,6 +68,8 @@ def plot_confusion(m: np.ndarray, classes: Sequence[str], path: Path) -> None:
 
 
 def plot_subjects(table: pd.DataFrame, path: Path) -> None:
+    """Bars of accuracy per test subject (:func:`~msmmt.evaluation.results.subject_accuracy`)."""
+
     def draw(fig):
         ax = fig.subplots()
         datasets = sorted(set(table["dataset"]))
@@ -108,6 +91,7 @@ def plot_subjects(table: pd.DataFrame, path: Path) -> None:
 
 
 def plot_curves(curves: pd.DataFrame, n_folds: int, path: Path) -> None:
+    """Mean training curves over the folds: losses on the left, other values on the right."""
     losses = [c for c in curves.columns if c.endswith("loss")]
     others = [c for c in curves.columns if c not in losses]
 
