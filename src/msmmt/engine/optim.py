@@ -4,7 +4,8 @@ AdamW with decoupled weight decay on the weight matrices only: biases, normalisa
 weights (every parameter of at most one dimension) and what a module names in its
 ``no_weight_decay()`` (timm's ViT: ``pos_embed``, ``cls_token``) are not decayed, as
 in timm's and the original ViT's training recipes. The schedule is a per-step factor
-of the base learning rate: linear warm-up, then constant or cosine decay.
+of the base learning rate: linear warm-up, then constant or cosine decay (``docs/METHOD.md``,
+"Training").
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Training one MSMMT model (paper, section 4.4) and predicting with it.
 
-:func:`fit` minimises L = (1 - alpha) L_con + alpha L_ce (``docs/METHOD.md``, "Loss")
-with AdamW, an optional linear warm-up and cosine decay (per step; :mod:`msmmt.engine.optim`),
-gradient clipping and mixed precision on CUDA (:mod:`msmmt.engine.runtime`). Given a
+:func:`fit` minimises L = (1 - alpha) L_con + alpha L_ce (``docs/METHOD.md``, "Training
+objective") with AdamW, an optional linear warm-up and cosine decay (per step;
+:mod:`msmmt.engine.optim`), gradient clipping and mixed precision on CUDA
+(:mod:`msmmt.engine.runtime`). Given a
 validation set (other *training* subjects, chosen by the caller; never the test subject)
 it stops early on the validation UF1 and restores the weights of the best epoch
 (:class:`~msmmt.engine.early_stopping.EarlyStopping`). :func:`predict_proba` gives class
