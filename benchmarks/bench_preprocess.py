@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record, timeit  # noqa: E402
 
 from msmmt.config import load_config  # noqa: E402
+from msmmt.core.keyframes import sample_key_frames  # noqa: E402
 from msmmt.data.readers import load_frames, read_clip  # noqa: E402
 from msmmt.ops.dynamic_image import dynamic_image  # noqa: E402
 from msmmt.ops.face import align_faces  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
             stage_ms.setdefault("load (JPEG decode)", []).append(
                 1000 * (time.perf_counter() - start)
             )
-            images = process_clip(frames, 0, sample.frame_index(sample.apex), cfg, clip=sample.key)
+            images = process_clip(frames, 0, sample_key_frames(sample).apex, cfg, clip=sample.key)
             for stage, ms in images.info["ms"].items():
                 stage_ms.setdefault(stage, []).append(ms)
 

@@ -3,7 +3,14 @@
 import pytest
 import yaml
 
-from msmmt.config import Config, ConfigError, list_presets, load_config, save_config
+from msmmt.config import (
+    Config,
+    ConfigError,
+    departures_from_paper,
+    list_presets,
+    load_config,
+    save_config,
+)
 
 
 def test_presets_exist_and_validate():
@@ -74,3 +81,45 @@ def test_saved_config_loads_back_identically(tmp_path):
     path = save_config(cfg, tmp_path / "run" / "config.yaml")
     assert load_config(path) == cfg
     assert yaml.safe_load(path.read_text())["seed"] == 7
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.class_set=casme2"], r"model\.num_classes is 3 but data\.class_set 'casme2' has 5"),
+        (["model.num_classes=5"], r"model\.num_classes is 5 but data\.class_set 'composite' has 3"),
+        (["model.img_size=64"], r"preprocess\.image_size 48 is smaller than model\.img_size 64"),
+    ],
+)
+def test_settings_that_must_agree_are_checked_when_loading(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("demo", overrides)
+    # agreeing values pass, and a cached image larger than the model's base size is fine
+    load_config("demo", ["data.class_set=casme2", "model.num_classes=5", "preprocess.image_size=96"])
+
+
+def test_patience_is_a_training_setting_and_old_configs_still_load(tmp_path):
+    assert load_config("demo", ["train.patience=3"]).train.patience == 3
+    old = tmp_path / "old_run_config.yaml"
+    old.write_text("eval:\n  early_stopping: true\n  patience: 2\n")
+    cfg = load_config(old)
+    assert cfg.train.patience == 2 and cfg.eval.early_stopping
+
+
+def test_departures_from_the_papers_method_are_listed():
+    assert departures_from_paper(load_config("paper")) == []
+    small = departures_from_paper(load_config("cpu-small"))
+    for line in (
+        "loss.alpha 0.5 (paper 0.1)",
+        "loss.same_class_negatives false (paper true)",
+        "train.lr 0.001 (paper 5e-05)",
+        "train.schedule cosine (paper constant)",
+        "model.patch_size 8 (paper backbone default)",
+        "model.depth 4 (paper backbone default)",
+        "model.pretrained none (paper timm)",
+    ):
+        assert line in small
+    # where and how reproducibly a run executes is not the method
+    same = load_config("paper", ["seed=3", "device=cpu", "train.num_workers=2", "eval.protocol=kfold"])
+    assert departures_from_paper(same) == []
+    assert departures_from_paper(load_config("paper", ["loss.tau=0.2"])) == ["loss.tau 0.2 (paper 0.1)"]

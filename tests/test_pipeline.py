@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import msmmt.preprocess.batch as batch
 from msmmt.config import PreprocessConfig
+from msmmt.core.images import read_rgb
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import read_dataset
 from msmmt.ops.face import align_faces
@@ -102,9 +103,9 @@ def test_process_clip_images_and_where_the_motion_is():
 
 def test_process_clip_rejects_bad_indices():
     frames = np.zeros((5, 40, 40, 3), np.uint8)
-    with pytest.raises(DatasetError, match="sub03/EP07.*apex index 9"):
+    with pytest.raises(DatasetError, match=r"sub03/EP07.*apex frame 9 is outside onset..offset"):
         process_clip(frames, 0, 9, CFG, clip="sub03/EP07")
-    with pytest.raises(DatasetError, match="onset 3 comes after apex 1"):
+    with pytest.raises(DatasetError, match=r"apex frame 1 is outside onset..offset \(3..4\)"):
         process_clip(frames, 3, 1, CFG)
 
 
@@ -150,15 +151,15 @@ def test_runner_records_failures_writes_manifest_and_resumes(samples, tmp_path):
     assert "no face" in failures[1]
 
     manifest = (cache_dir / "manifest.csv").read_text().splitlines()
-    assert manifest[0] == "dataset,subject,sample,label,texture_image,flow_image"
+    assert manifest[0] == "dataset,subject,clip,label,texture_image,motion_image"
     read = read_dataset("precomputed", cache_dir)
     assert [(s.subject, s.clip) for s in read] == [
         ("casme2/sub01", "EP01"),
         ("casme2/sub02", "EP01"),
     ]
     for s in read:
-        assert cache.read_image(s.texture_image).shape == (32, 32, 3)
-        assert cache.read_image(s.motion_image).shape == (32, 32, 3)
+        assert read_rgb(s.texture_image).shape == (32, 32, 3)
+        assert read_rgb(s.motion_image).shape == (32, 32, 3)
 
     before = _files(cache_dir)
     again = preprocess_dataset(samples, CFG, cache_dir, progress=False)
@@ -219,10 +220,10 @@ def test_two_workers_give_the_same_images(samples, tmp_path):
         strict=True,
     ):
         np.testing.assert_array_equal(
-            cache.read_image(a.texture_image), cache.read_image(b.texture_image)
+            read_rgb(a.texture_image), read_rgb(b.texture_image)
         )
         np.testing.assert_array_equal(
-            cache.read_image(a.motion_image), cache.read_image(b.motion_image)
+            read_rgb(a.motion_image), read_rgb(b.motion_image)
         )
 
 
@@ -234,6 +235,7 @@ def test_cli_preprocess(tmp_path):
     generate(root, subjects=1, clips_per_subject=2, seed=0, size=160)
     runner = CliRunner()
     settings = ["--set", "preprocess.face_size=64", "--set", "preprocess.image_size=32"]
+    settings += ["--set", "model.img_size=32"]  # the config checks image_size >= img_size
     ok = runner.invoke(
         app, [*settings, "preprocess", "synthetic", str(root), "--out", str(tmp_path / "c")]
     )

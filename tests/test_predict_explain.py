@@ -239,6 +239,7 @@ def test_a_model_trained_on_apex_crops_gets_the_apex_face_as_texture(trained, tm
 
     import torch
 
+    from msmmt.core.keyframes import sample_key_frames
     from msmmt.data.readers import load_frames
     from msmmt.engine.dataset import to_tensor
     from msmmt.model.checkpoint import load_checkpoint
@@ -258,8 +259,8 @@ def test_a_model_trained_on_apex_crops_gets_the_apex_face_as_texture(trained, tm
     got = list(json.loads(result.stdout)["probabilities"].values())
     model, cfg, _ = load_checkpoint(model_dir)
     frames = load_frames(clip)
-    idx = [clip.frame_index(n) for n in (clip.onset, clip.apex, clip.offset)]
-    images = process_clip(frames, idx[0], idx[1], cfg.preprocess, offset_idx=idx[2])
+    marks = sample_key_frames(clip)
+    images = process_clip(frames, marks.onset, marks.apex, cfg.preprocess, offset_idx=marks.offset)
     size = cfg.model.img_size
     with torch.no_grad():
         logits = model(
@@ -306,3 +307,33 @@ def test_one_predictor_analyses_many_clips_as_training_did(trained):
         assert set(got.output.patch_weights) == {
             f"{m}@{s}" for m in ("texture", "motion") for s in predictor.config.model.scales
         }
+
+
+def test_the_python_route_makes_checkpoints_the_predictor_reads_as_msmmt_train_does(
+    trained, tmp_path
+):
+    """fit + save_trained (no CLI): the predictor preprocesses a clip as training did, and
+    a model trained on apex crops is known as such."""
+    import dataclasses
+
+    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.engine.export import save_trained
+    from msmmt.engine.trainer import fit, predict_proba
+    from msmmt.inference.predict import Predictor
+
+    root, raw = trained
+    cfg = load_config("demo", TINY)
+    cached = filter_class_set(read_dataset("precomputed", root / "cache"), "composite")
+    result = fit(cfg, cached, progress=False)
+    predictor = Predictor(save_trained(result, cfg, cached, tmp_path / "model"))
+    assert predictor.class_names == ["negative", "positive", "surprise"]
+    assert not predictor.texture_is_apex
+    expected = predict_proba(result.model, cached[:1], cfg)[0]
+    clip = raw[cached[0].key]
+    got = predictor.analyse(clip.frames[0].parent, clip.onset, clip.apex, clip.offset)
+    assert np.allclose(got.probabilities, expected, atol=1e-5)
+    # the composite release's reader marks its apex crops; the checkpoint says so
+    apex = [dataclasses.replace(s, extra={**s.extra, "texture": "apex"}) for s in cached]
+    assert Predictor(save_trained(result, cfg, apex, tmp_path / "apex")).texture_is_apex
+    with pytest.raises(ValueError, match="mix texture images"):
+        save_trained(result, cfg, [*apex[:1], *cached[1:]], tmp_path / "mixed")

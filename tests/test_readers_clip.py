@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from fixtures_datasets import frame_value, write_frames, write_image, write_video
 
+from msmmt.core.keyframes import middle_frame
 from msmmt.core.records import DatasetError
 from msmmt.data.readers import DATASETS, load_frames, read_clip, read_dataset
-from msmmt.data.readers._frames import middle_frame, numbered_frames
+from msmmt.data.readers._frames import numbered_frames
 from msmmt.data.readers._sheet import read_table
 
 VIDEO_VALUES = [0, 40, 80, 120, 160]

@@ -16,6 +16,7 @@ from fixtures_datasets import (
     write_xlsx,
 )
 
+from msmmt.core.keyframes import KeyFrames, sample_key_frames
 from msmmt.core.records import DatasetError
 from msmmt.data.readers import load_frames, read_dataset
 
@@ -47,7 +48,7 @@ def test_casme2_reads_clips_with_frame_numbers_from_names(tmp_path):
     assert a.frame_numbers == tuple(range(1, 13))
     assert [p.name for p in a.frames[8:11]] == ["img9.jpg", "img10.jpg", "img11.jpg"]
     assert (a.onset, a.apex, a.offset, a.apex_estimated) == (2, 10, 11, False)
-    assert a.frame_index(a.apex) == 9
+    assert sample_key_frames(a) == KeyFrames(1, 9, 10)  # positions of frames 2, 10, 11
     assert a.extra["action_units"] == "12"
     assert "assumed" not in a.extra
     assert b.frame_numbers == (3, 4, 5, 6, 7) and (b.onset, b.apex, b.offset) == (4, 5, 6)

@@ -210,12 +210,16 @@ def test_manifest_round_trip_with_relative_paths(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["img", "manifest.csv"]  # no temp left
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["dataset", "subject", "sample", "label", "texture_image", "flow_image"]
-    assert rows[0]["texture_image"] == "img/0_t.png" and rows[1]["flow_image"] == "img/1_m.png"
+    assert list(rows[0]) == ["dataset", "subject", "clip", "label", "texture_image", "motion_image"]
+    assert rows[0]["texture_image"] == "img/0_t.png" and rows[1]["motion_image"] == "img/1_m.png"
     for root in (path, path.parent):
         back = read_dataset("precomputed", root)
         assert back == samples
         assert all(s.frames == () and s.texture_image.is_file() for s in back)
+    # a manifest written before the columns were renamed (sample, flow_image) reads the same
+    text = path.read_text()
+    path.write_text(text.replace(",clip,", ",sample,", 1).replace("motion_image", "flow_image", 1))
+    assert read_dataset("precomputed", path) == samples
 
 
 def test_manifest_absolute_paths_and_subject_prefix(tmp_path):
@@ -231,23 +235,26 @@ def test_manifest_absolute_paths_and_subject_prefix(tmp_path):
     assert s.texture_image == t and s.motion_image == m
 
 
+@pytest.mark.parametrize("motion", ["motion_image", "flow_image"])  # today's and old manifests
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("casme2,sub01,EP1,happiness,t.png,missing.png", "flow_image .*missing.png does not exist"),
+        ("casme2,sub01,EP1,happiness,t.png,missing.png", "{motion} .*missing.png does not exist"),
         ("casme2,sub01,EP1,joy,t.png,m.png", "unknown label 'joy'"),
-        ("casme2,sub01,EP0,happiness,t.png,m.png", "duplicate sample casme2/sub01/EP0"),
+        ("casme2,sub01,EP0,happiness,t.png,m.png", "duplicate clip casme2/sub01/EP0"),
         ("casme2,,EP1,happiness,t.png,m.png", "empty subject"),
     ],
 )
-def test_manifest_errors_name_file_and_row(tmp_path, line, expected):
+def test_manifest_errors_name_file_and_row(tmp_path, line, expected, motion):
     write_image(tmp_path / "t.png", 1)
     write_image(tmp_path / "m.png", 2)
     path = tmp_path / "manifest.csv"
+    clip = "clip" if motion == "motion_image" else "sample"
     path.write_text(
-        "dataset,subject,sample,label,texture_image,flow_image\n"
+        f"dataset,subject,{clip},label,texture_image,{motion}\n"
         f"casme2,sub01,EP0,happiness,t.png,m.png\n{line}\n"
     )
+    expected = expected.format(motion=motion)
     with pytest.raises(DatasetError, match=expected) as err:
         read_dataset("precomputed", tmp_path)
     assert f"{path} row 3" in str(err.value)

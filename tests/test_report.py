@@ -19,9 +19,11 @@ from eval_fakes import (
 from matplotlib.image import imread
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from msmmt.config import Config
+from msmmt.cli.scores import print_scores
+from msmmt.config import Config, load_config
 from msmmt.evaluation.protocols import fold_name
-from msmmt.evaluation.report import PAPER_TABLE2, _curves, load_run, write_report
+from msmmt.evaluation.report import write_report
+from msmmt.evaluation.results import PAPER_TABLE2, load_run, training_curves
 from msmmt.evaluation.runner import FoldsFailedError, run_folds
 
 COMPOSITE = ("casme2", "samm", "smic")
@@ -95,7 +97,7 @@ def test_training_curves_are_the_mean_over_folds():
             "val_uf1": [0.2, 0.4, 0.6, 0.8],
         }
     )
-    curves = _curves(history)
+    curves = training_curves(history)
     np.testing.assert_allclose(curves["train_loss"], [2.0, 1.0])
     np.testing.assert_allclose(curves["val_uf1"], [0.4, 0.6])
 
@@ -162,7 +164,8 @@ def test_non_composite_class_set_shows_no_paper_comparison(tmp_path):
 
 def test_echo_prints_the_table(full_run, capsys):
     run, _ = full_run
-    write_report(run, echo=True)
+    write_report(run)
+    print_scores(load_run(run))
     out = capsys.readouterr().out
     uf1 = pd.read_csv(run / "metrics.csv").set_index("part").loc["all", "uf1"]
     assert "9/9 folds done" in out and f"{uf1:.4f}" in out and "0.8160" in out
@@ -211,7 +214,7 @@ def test_cli_loso_trains_every_fold_and_writes_the_report(tmp_path):
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    monkeypatch.setattr("msmmt.evaluation.runner.default_fit_predict", hashed_fit_predict)
+    monkeypatch.setattr("msmmt.evaluation.fit_predict.train_and_predict", hashed_fit_predict)
 
 
 def test_cli_shards_then_report_equal_one_run(tmp_path, fake_model):
@@ -240,7 +243,7 @@ def test_cli_reports_a_failing_fold_with_exit_status_1(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return hashed_fit_predict(cfg, train, test, fold_dir)
 
-    monkeypatch.setattr("msmmt.evaluation.runner.default_fit_predict", failing_on_samm)
+    monkeypatch.setattr("msmmt.evaluation.fit_predict.train_and_predict", failing_on_samm)
     result = _cli("loso", "--data", manifest, "--out", tmp_path / "run")
     assert result.exit_code == 1
     assert "1 fold(s) failed" in result.output and "samm_006: RuntimeError: disk full" in result.output
@@ -272,3 +275,19 @@ def test_cli_clear_errors(tmp_path, fake_model):
     assert r.exit_code == 2 and "no such run folder" in r.output
     r = _cli("report", tmp_path / "data")
     assert r.exit_code == 2 and "not a run directory" in r.output
+
+
+def test_report_and_table_state_how_the_config_departs_from_the_paper(tmp_path, capsys):
+    samples = make_samples(n_subjects=3, datasets=COMPOSITE)
+    for name in ("cpu-small", "paper"):
+        run_folds(load_config(name), samples, tmp_path / name, centroid_fit_predict, progress=False)
+        write_report(tmp_path / name)
+    small = (tmp_path / "cpu-small" / "report.md").read_text()
+    assert "**not the paper's method as published**" in small
+    assert "- `loss.alpha 0.5 (paper 0.1)`" in small and "- `train.lr 0.001 (paper 5e-05)`" in small
+    paper = (tmp_path / "paper" / "report.md").read_text()
+    assert "follows the `paper` preset in every setting of the method" in paper
+    assert "not the paper's method" not in paper
+    print_scores(load_run(tmp_path / "cpu-small"))
+    out = capsys.readouterr().out
+    assert "Not the paper's method" in out and "loss.same_class_negatives false (paper true)" in out

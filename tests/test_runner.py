@@ -2,7 +2,6 @@
 and the default fit_predict's leak-free validation split."""
 
 import json
-import sys
 import types
 from pathlib import Path
 
@@ -17,17 +16,18 @@ from eval_fakes import (
     one_thread,
     write_manifest_dataset,
 )
+from pydantic import ValidationError
 
-from msmmt.config import Config, ConfigError, save_config
+from msmmt.config import Config, save_config
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import filter_class_set, read_dataset
+from msmmt.evaluation import fit_predict
 from msmmt.evaluation.protocols import Fold, fold_name
 from msmmt.evaluation.runner import (
     FoldOutput,
     FoldsFailedError,
     RunDirMismatchError,
     build_folds,
-    default_fit_predict,
     parse_shard,
     run_folds,
     select_folds,
@@ -189,13 +189,13 @@ def test_labels_and_class_count_are_checked(tmp_path):
     raw = [*samples, Sample("casme2", "casme2/s00", "x", "happiness")]
     with pytest.raises(DatasetError, match="filter_class_set"):
         run_folds(Config(), raw, tmp_path, centroid_fit_predict, progress=False)
-    with pytest.raises(ConfigError, match="num_classes"):
-        cfg = Config.model_validate({"data": {"class_set": "casme2"}})
-        run_folds(cfg, samples, tmp_path, centroid_fit_predict, progress=False)
+    # the class count is the config's own check (tests/test_config.py), before any run
+    with pytest.raises(ValidationError, match="num_classes"):
+        Config.model_validate({"data": {"class_set": "casme2"}})
 
 
 @pytest.mark.parametrize("early_stopping", [True, False])
-def test_default_fit_predict_validates_on_other_training_subjects(tmp_path, monkeypatch, early_stopping):
+def test_train_and_predict_validates_on_other_training_subjects(tmp_path, monkeypatch, early_stopping):
     seen = {}
 
     def fit(cfg, train, val=None, out_dir=None, progress=True):
@@ -205,9 +205,8 @@ def test_default_fit_predict_validates_on_other_training_subjects(tmp_path, monk
     def predict_proba(model, samples, cfg):
         return np.full((len(samples), 3), 1 / 3)
 
-    fake = types.ModuleType("msmmt.engine.trainer")
-    fake.fit, fake.predict_proba = fit, predict_proba
-    monkeypatch.setitem(sys.modules, "msmmt.engine.trainer", fake)
+    monkeypatch.setattr(fit_predict, "fit", fit)
+    monkeypatch.setattr(fit_predict, "predict_proba", predict_proba)
 
     samples = make_samples(n_subjects=8)
     cfg = Config.model_validate({"eval": {"early_stopping": early_stopping, "val_fraction": 0.3}})
@@ -215,7 +214,7 @@ def test_default_fit_predict_validates_on_other_training_subjects(tmp_path, monk
     by_key = {s.key: s for s in samples}
     train = [by_key[k] for k in fold.train_keys]
     test = [by_key[k] for k in fold.test_keys]
-    out = default_fit_predict(cfg, train, test, tmp_path / fold.name)
+    out = fit_predict.train_and_predict(cfg, train, test, tmp_path / fold.name)
     assert out.probabilities.shape == (len(test), 3)
     test_subjects = {s.subject for s in test}
     if early_stopping:
@@ -236,11 +235,11 @@ def test_real_trainer_early_stopping_validates_on_other_subjects(tmp_path):
     data.mkdir()
     subjects = {"casme2/a": 2, "casme2/b": 2, "smic/c": 2, "samm/d": 2}
     manifest = write_manifest_dataset(data, subjects)
-    raw = {**TINY_MODEL, "eval": {"early_stopping": True, "val_fraction": 0.34, "patience": 1}}
-    cfg = Config.model_validate({**raw, "train": {**TINY_MODEL["train"], "epochs": 3}})
+    raw = {**TINY_MODEL, "eval": {"early_stopping": True, "val_fraction": 0.34}}
+    cfg = Config.model_validate({**raw, "train": {**TINY_MODEL["train"], "epochs": 3, "patience": 1}})
     samples = filter_class_set(read_dataset("precomputed", manifest), "composite")
     with one_thread():
-        summary = run_folds(cfg, samples, tmp_path / "run", progress=False)
+        summary = run_folds(cfg, samples, tmp_path / "run", fit_predict.train_and_predict, progress=False)
     assert len(summary.ran) == 4
     for subject in subjects:
         d = tmp_path / "run" / "folds" / fold_name(subject)

@@ -10,10 +10,11 @@ import torch
 
 from msmmt.config import load_config
 from msmmt.core.records import DatasetError, Sample
-from msmmt.engine import dataset as dataset_module
 from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.metrics import scores
-from msmmt.engine.trainer import class_weights, fit, lr_factor, predict_proba, train_sampler
+from msmmt.engine.optim import build_optimizer, lr_factor, no_weight_decay_names
+from msmmt.engine.trainer import class_weights, fit, predict_proba, train_sampler
+from msmmt.model import build_model
 
 CLASSES = ("negative", "positive", "surprise")
 SIZE = 24
@@ -129,7 +130,7 @@ def test_images_are_decoded_once_across_datasets(tmp_path, monkeypatch):
     samples = write_set(tmp_path, n_per_class=1, seed=3)
     calls = []
     real = cv2.imread
-    monkeypatch.setattr(dataset_module.cv2, "imread", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(cv2, "imread", lambda *a: calls.append(a) or real(*a))
     ModalityDataset(samples, CLASSES, SIZE)
     first = len(calls)
     ModalityDataset(samples[:2], CLASSES, SIZE)  # another fold over the same files
@@ -240,12 +241,12 @@ def test_early_stopping_restores_the_best_epoch(toy, tmp_path):
     val = write_set(
         tmp_path, n_per_class=3, seed=7, subject_prefix="v", label_of=lambda c: (c + 1) % 3
     )
-    cfg = tiny_config("train.epochs=30", "eval.patience=3")
+    cfg = tiny_config("train.epochs=30", "train.patience=3")
     result = fit(cfg, toy, val=val, progress=False)
     h = result.history
     keys = [(r["val_uf1"], -r["val_loss"]) for r in h]
     assert result.best_epoch == 1 + keys.index(max(keys))
-    assert len(h) == result.best_epoch + cfg.eval.patience < cfg.train.epochs  # stopped early
+    assert len(h) == result.best_epoch + cfg.train.patience < cfg.train.epochs  # stopped early
     # the returned model is the best epoch's, not the last one's
     proba = predict_proba(result.model, val, cfg)
     truth = np.array([CLASSES.index(s.label) for s in val])
@@ -266,12 +267,36 @@ def test_balanced_sampler_draws_classes_equally_often():
     assert sorted(plain) == list(range(100)) and plain != list(range(100))
 
 
-def test_fit_rejects_a_mismatched_class_count(toy):
-    with pytest.raises(ValueError, match="model.num_classes"):
-        fit(tiny_config("model.num_classes=5"), toy, progress=False)
-
-
 def test_predict_proba_of_no_samples_is_empty(toy):
     cfg = tiny_config("train.epochs=1")
     model = fit(cfg, toy[:4], progress=False).model
     assert predict_proba(model, [], cfg).shape == (0, 3)
+
+
+def test_optimizer_decays_weight_matrices_only():
+    """AdamW's decoupled decay shrinks a decayed parameter by exactly (1 - lr wd) on a step
+    with zero gradient; biases, norm weights and timm's no_weight_decay() parameters
+    (pos_embed, cls_token) are left as they are."""
+    cfg = tiny_config("train.weight_decay=0.5", "train.lr=0.1")
+    model = build_model(cfg.model)
+    skip = no_weight_decay_names(model)
+    names = dict(model.named_parameters())
+    vit_tokens = {n for n in names if n.endswith(("pos_embed", "cls_token"))}
+    norms = {
+        f"{m}.{p}" for m, mod in model.named_modules()
+        if isinstance(mod, torch.nn.LayerNorm) for p, _ in mod.named_parameters()
+    }
+    biases = {n for n in names if n.endswith(".bias")}
+    assert len(vit_tokens) == 4 and norms and biases  # two backbones: pos_embed + cls_token each
+    assert vit_tokens | norms | biases <= skip
+    linear = {f"{m}.weight" for m, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
+    assert linear and not linear & skip
+    before = {n: p.detach().clone() for n, p in names.items()}
+    optimizer = build_optimizer(model, cfg.train)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    shrink = 1 - cfg.train.lr * cfg.train.weight_decay
+    for n, p in names.items():
+        expected = before[n] if n in skip else before[n] * shrink
+        assert torch.allclose(p.detach(), expected, atol=1e-7), n

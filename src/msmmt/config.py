@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from msmmt.core.labels import class_names
+
 __all__ = [
     "AugmentConfig",
     "Config",
@@ -31,6 +33,8 @@ __all__ = [
     "PreprocessConfig",
     "TrainConfig",
     "apply_overrides",
+    "departures_from_paper",
+    "flat_settings",
     "list_presets",
     "load_config",
     "save_config",
@@ -50,13 +54,13 @@ class DataConfig(_Section):
 
     class_set: Literal["composite", "casme2", "samm", "smic"] = "composite"
     """Label set: ``composite`` is MEGC2019's positive / negative / surprise (CDE);
-    the others are the single-dataset (SDE) class sets of DESIGN.md."""
+    the others are the single-dataset (SDE) class sets (``docs/METHOD.md``, "Data and protocols")."""
     datasets: list[str] | None = None
     """Keep only samples of these datasets (None keeps all)."""
 
 
 class PreprocessConfig(_Section):
-    """Clip -> (dynamic image, flow/strain image). See DESIGN.md "The method"."""
+    """Clip -> (dynamic image, flow/strain image) (``docs/METHOD.md``, "Pipeline overview")."""
 
     face_size: int = Field(224, ge=32)
     """Side of the aligned square face crop, in pixels."""
@@ -91,7 +95,7 @@ class PreprocessConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The MSMMT network (DESIGN.md eqs 10-18)."""
+    """The MSMMT network (``docs/METHOD.md``, "Multi-scale patches" to "Fusion and heads")."""
 
     backbone: str = "vit_base_patch16_224"
     """Any timm ViT name; ``embed_dim``/``depth``/``num_heads``/``patch_size`` override it."""
@@ -136,7 +140,7 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    """L = (1 - alpha) L_con + alpha L_ce (DESIGN.md eqs 19-21)."""
+    """L = (1 - alpha) L_con + alpha L_ce (``docs/METHOD.md``, "Training objective")."""
 
     alpha: float = Field(0.1, ge=0.0, le=1.0)
     tau: float = Field(0.1, gt=0.0)
@@ -169,6 +173,9 @@ class TrainConfig(_Section):
     balanced_sampling: bool = False
     deterministic: bool = False
     num_workers: int = Field(0, ge=0)
+    patience: int = Field(5, ge=1)
+    """Early stopping: epochs without a better validation UF1 before training stops
+    (used only with a validation set, see ``eval.early_stopping``)."""
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
@@ -179,11 +186,20 @@ class EvalConfig(_Section):
     early_stopping: bool = False
     """Stop on a validation split made of other (training) subjects, never the test one."""
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
-    patience: int = Field(5, ge=1)
+    """Share of the training subjects of each fold held out for early stopping."""
 
 
 class Config(_Section):
-    """A whole run. ``seed`` and ``device`` apply to every stage."""
+    """A whole run. ``seed`` and ``device`` apply to every stage.
+
+    Settings of different sections that must agree are checked here:
+    ``model.num_classes`` equals the size of ``data.class_set``, and
+    ``preprocess.image_size`` (the cached images) is at least ``model.img_size`` (the
+    model's base size m). A larger cached image is area-averaged down to m when it is
+    loaded, which loses nothing the model could use; a smaller one would be interpolated
+    up, adding no information while the finest scale's patches see only blur, and is
+    almost always an override of one size without the other.
+    """
 
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -193,6 +209,35 @@ class Config(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """Configs saved before ``eval.patience`` moved to ``train.patience`` still load."""
+        old = data.get("eval") if isinstance(data, dict) else None
+        if isinstance(old, dict) and "patience" in old:
+            data = {**data, "eval": {k: v for k, v in old.items() if k != "patience"}}
+            train = data.get("train") or {}
+            if isinstance(train, dict):
+                data["train"] = {"patience": old["patience"], **train}
+        return data
+
+    @model_validator(mode="after")
+    def _check_agreement(self) -> Config:
+        names = class_names(self.data.class_set)
+        if self.model.num_classes != len(names):
+            raise ValueError(
+                f"model.num_classes is {self.model.num_classes} but data.class_set "
+                f"{self.data.class_set!r} has {len(names)} classes {list(names)}; "
+                f"set model.num_classes={len(names)}"
+            )
+        if self.preprocess.image_size < self.model.img_size:
+            raise ValueError(
+                f"preprocess.image_size {self.preprocess.image_size} is smaller than "
+                f"model.img_size {self.model.img_size}: the cached images would be "
+                "enlarged; make preprocess.image_size at least model.img_size"
+            )
+        return self
 
 
 def _presets_dir() -> Path:
@@ -207,11 +252,13 @@ def list_presets() -> list[str]:
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{source}: {key}: {msg}")
+        elif e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            msg = str(e["ctx"]["error"])  # our validators' messages, without pydantic's prefix
+        lines.append(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
     return "\n".join(lines)
 
 
@@ -294,3 +341,45 @@ def save_config(config: Config, path: str | Path) -> Path:
 
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     return atomic_write_text(path, text)
+
+
+def flat_settings(config: Config) -> dict[str, Any]:
+    """``{"loss.alpha": 0.1, "model.scales": [1, 2, 4], ...}``: every key of ``config``."""
+
+    def flat(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    return flat(config.model_dump(mode="json"), "")
+
+
+_NOT_METHOD = ("seed", "device", "data.", "eval.", "train.amp", "train.deterministic",
+               "train.num_workers", "train.patience")
+"""Keys that say what is evaluated, where and how reproducibly, not what the method is
+(the data and protocol are stated beside every result on their own)."""
+
+_FROM_BACKBONE = {"model.patch_size", "model.embed_dim", "model.depth", "model.num_heads"}
+
+
+def _show(key: str, value: Any) -> str:
+    if value is None:
+        return "backbone default" if key in _FROM_BACKBONE else "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def departures_from_paper(config: Config) -> list[str]:
+    """How ``config`` departs from the ``paper`` preset in the settings of the method.
+
+    One line per differing key, e.g. ``loss.alpha 0.5 (paper 0.1)``: preprocessing,
+    architecture and initial weights, loss, optimisation, schedule and augmentation.
+    Seed, device, data selection, the evaluation protocol and run-time switches
+    (mixed precision, deterministic kernels, loader workers, early-stopping patience)
+    are not compared. An empty list means the paper's method as the preset states it.
+    """
+    paper, ours = flat_settings(load_config("paper")), flat_settings(config)
+    keys = [k for k in ours if not k.startswith(_NOT_METHOD) and ours[k] != paper.get(k)]
+    return [f"{k} {_show(k, ours[k])} (paper {_show(k, paper.get(k))})" for k in keys]

@@ -26,9 +26,10 @@ def demo(
     images), OUT/run (per-fold predictions, report.md, figures). Rerunning resumes:
     finished clips and folds are not redone.
     """
+    from msmmt.cli.scores import write_and_print_report
     from msmmt.data.readers import read_dataset, read_for_training
     from msmmt.data.synthetic import generate
-    from msmmt.evaluation.report import write_report
+    from msmmt.evaluation.fit_predict import train_and_predict
     from msmmt.evaluation.runner import RunDirMismatchError, run_folds
     from msmmt.preprocess.batch import preprocess_dataset
 
@@ -63,14 +64,13 @@ def demo(
 
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
     try:
-        run_folds(
-            cfg, read_for_training("precomputed", cache_dir, cfg.data), run_dir, progress=progress
-        )
+        samples = read_for_training("precomputed", cache_dir, cfg.data)
+        run_folds(cfg, samples, run_dir, train_and_predict, progress=progress)
     except RunDirMismatchError as err:
         raise fail(f"{err}\n(another config than the finished run's: use another --out)") from None
 
     typer.echo("[4/4] report")
-    report = write_report(run_dir, echo=STATE.verbosity >= 0)
+    report = write_and_print_report(run_dir)
     typer.echo(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
 
 

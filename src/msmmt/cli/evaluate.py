@@ -43,28 +43,17 @@ def loso(
     A failing fold is recorded in its error.txt, the others go on, and the command
     exits with status 1. When every fold is done, OUT/report.md is written.
     """
+    from msmmt.cli.scores import write_and_print_report
     from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
-    from msmmt.evaluation.report import write_report
-    from msmmt.evaluation.runner import (
-        FoldsFailedError,
-        RunDirMismatchError,
-        build_folds,
-        fold_status,
-        parse_shard,
-        run_folds,
-    )
+    from msmmt.evaluation.fit_predict import train_and_predict
+    from msmmt.evaluation.runner import FoldsFailedError, RunDirMismatchError, run_folds
 
     cfg = load_or_fail(config)
     if not data.exists():
         raise fail(f"--data {data}: no such file or folder")
-    if shard is not None:
-        try:
-            parse_shard(shard)
-        except ValueError as err:
-            raise fail(f"--shard: {err}") from None
-    wanted = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
+    wanted = _fold_selection(folds, shard)
     run = output_dir(out, "runs/loso")
     try:
         samples = read_for_training(dataset, data, cfg.data)
@@ -74,7 +63,8 @@ def loso(
             f"({cfg.data.class_set} classes) -> {run}"
         )
         summary = run_folds(
-            cfg, samples, run, folds=wanted, shard=shard, progress=STATE.verbosity >= 0
+            cfg, samples, run, train_and_predict, folds=wanted, shard=shard,
+            progress=STATE.verbosity >= 0,
         )
     except FoldsFailedError as err:
         typer.echo(f"error: {err}", err=True)
@@ -88,15 +78,25 @@ def loso(
         f"{len(summary.ran)} fold(s) run, {len(summary.skipped)} already done "
         f"(of {len(summary.selected)} selected)"
     )
-    names = [f.name for f in build_folds(cfg, samples)]
-    left = [n for n in names if fold_status(run, n) != "done"]
-    if left:
+    if not summary.complete:
         typer.echo(
-            f"{len(left)} of {len(names)} folds not done yet (other shards?); "
+            f"{len(summary.remaining)} of {len(summary.plan)} folds not done yet (other shards?); "
             f"when they are, `msmmt report {run}` writes the report"
         )
         return
-    typer.echo(f"report: {write_report(run, echo=STATE.verbosity >= 0)}")
+    typer.echo(f"report: {write_and_print_report(run)}")
+
+
+def _fold_selection(folds: str | None, shard: str | None) -> list[str] | None:
+    """The fold names of ``--folds`` (None: all); a bad ``--shard`` fails here, before any work."""
+    from msmmt.evaluation.runner import parse_shard
+
+    if shard is not None:
+        try:
+            parse_shard(shard)
+        except ValueError as err:
+            raise fail(f"--shard: {err}") from None
+    return [f.strip() for f in folds.split(",") if f.strip()] if folds else None
 
 
 @app.command()
@@ -105,13 +105,14 @@ def report(
 ) -> None:
     """Merge the finished folds of a run (from any shards) into report.md, metrics.csv,
     predictions.csv and figures; print the scores. Exits 1 if no fold is finished."""
+    from msmmt.cli.scores import write_and_print_report
     from msmmt.core.records import DatasetError
-    from msmmt.evaluation.report import load_run, write_report
+    from msmmt.evaluation.results import load_run
 
     if not run.is_dir():
         raise fail(f"{run}: no such run folder")
     try:
-        path = write_report(run, echo=STATE.verbosity >= 0)
+        path = write_and_print_report(run)
         done = load_run(run).folds("done")
     except (FileNotFoundError, DatasetError) as err:
         raise fail(str(err)) from None

@@ -48,11 +48,10 @@ def train(
     settings, training summary) and history.csv.
     """
     from msmmt.config import ConfigError
-    from msmmt.core.labels import class_names
     from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
+    from msmmt.engine.export import save_trained
     from msmmt.engine.trainer import fit
-    from msmmt.model.checkpoint import save_checkpoint
 
     cfg = load_or_fail(config)
     if not data.exists():
@@ -60,27 +59,14 @@ def train(
     model_dir = output_dir(out, "runs/model")
     try:
         samples = read_for_training(dataset, data, cfg.data)
-        subjects = sorted({s.subject for s in samples})
-        typer.echo(f"training on {len(samples)} clips of {len(subjects)} subjects -> {model_dir}")
+        subjects = len({s.subject for s in samples})
+        typer.echo(f"training on {len(samples)} clips of {subjects} subjects -> {model_dir}")
         result = fit(cfg, samples, out_dir=model_dir, progress=STATE.verbosity >= 0)
-    except (DatasetError, ConfigError) as err:
+        source = {"data": str(data.resolve()), "dataset": dataset}
+        save_trained(result, cfg, samples, model_dir, source)
+    except (DatasetError, ConfigError, ValueError) as err:
         raise fail(str(err)) from None
     last = result.history[-1]
-    extra = {
-        "class_names": list(class_names(cfg.data.class_set)),
-        "preprocess": cfg.preprocess.model_dump(mode="json"),
-        # what the texture images were: the composite release has apex crops, not dynamic images
-        "texture": "apex" if dataset == "composite-release" else "dynamic",
-        "trained_on": {
-            "data": str(data.resolve()),
-            "dataset": dataset,
-            "clips": len(samples),
-            "subjects": len(subjects),
-        },
-        "epochs": len(result.history),
-        "final_epoch": last,
-    }
-    save_checkpoint(result.model, cfg, model_dir, extra=extra)
     typer.echo(
         f"saved {model_dir} (epoch {last['epoch']}: loss {last['train_loss']:.3f}, "
         f"training accuracy {last['train_acc']:.3f})"

@@ -1,4 +1,4 @@
-"""Class sets and the mapping of each dataset's emotions onto them (DESIGN.md, "Data").
+"""Class sets and the mapping of each dataset's emotions onto them (``docs/METHOD.md``, "Composite set").
 
 ``composite`` is the MEGC2019 three-class set used for the composite (CDE)
 protocol; ``casme2``, ``samm`` and ``smic`` are the single-dataset (SDE) sets.
@@ -6,9 +6,13 @@ protocol; ``casme2``, ``samm`` and ``smic`` are the single-dataset (SDE) sets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from msmmt.core.records import DatasetError
 
-__all__ = ["CLASS_SETS", "class_names", "map_label"]
+__all__ = ["CLASS_SETS", "class_names", "label_indices", "map_label"]
 
 CLASS_SETS: dict[str, tuple[str, ...]] = {
     "composite": ("negative", "positive", "surprise"),
@@ -55,3 +59,20 @@ def map_label(dataset: str, emotion: str, class_set: str) -> str | None:
             return None
         return _COMPOSITE.get(emotion)
     return emotion if emotion in names else None
+
+
+def label_indices(
+    labels: Sequence[str], classes: Sequence[str], names: Sequence[str] | None = None
+) -> np.ndarray:
+    """Index of each label in ``classes`` (int64); a label outside them is a DatasetError
+    naming its item (``names[i]``, e.g. the sample's key) and how to map labels first."""
+    index = {c: i for i, c in enumerate(classes)}
+    bad = [i for i, label in enumerate(labels) if label not in index]
+    if bad:
+        where = names[bad[0]] if names is not None else f"item {bad[0]}"
+        raise DatasetError(
+            f"{where}: label {labels[bad[0]]!r} is not one of the classes {list(classes)} "
+            f"({len(bad)} such); map the dataset's emotions first "
+            "(msmmt.data.readers.filter_class_set)"
+        )
+    return np.array([index[label] for label in labels], dtype=np.int64)

@@ -27,7 +27,10 @@ class Sample:
     clip: str
     """Clip id, unique within the subject (e.g. ``EP02_01f``)."""
     label: str
-    """Emotion as the dataset names it, lower case (e.g. ``happiness``)."""
+    """The clip's label, lower case: the emotion as the dataset names it (e.g.
+    ``happiness``) from the single-dataset readers, or a class of a class set (e.g.
+    ``positive``) from ``read_composite`` and after ``filter_class_set``, which keep the
+    dataset's emotion in ``extra["emotion"]``; ``""`` for an unlabelled clip."""
     frames: tuple[Path, ...] = ()
     frame_numbers: tuple[int, ...] = ()
     video: Path | None = None
@@ -46,14 +49,3 @@ class Sample:
     def key(self) -> str:
         """Stable id of the sample: ``dataset/subject/clip``-like, file-name safe."""
         return f"{self.subject}/{self.clip}".replace("\\", "/")
-
-    def frame_index(self, number: int) -> int:
-        """Position in ``frames`` of the frame with dataset number ``number``."""
-        try:
-            return self.frame_numbers.index(number)
-        except ValueError:
-            raise DatasetError(
-                f"{self.key}: frame {number} is not among the clip's frames "
-                f"({self.frame_numbers[0] if self.frame_numbers else '-'}.."
-                f"{self.frame_numbers[-1] if self.frame_numbers else '-'})"
-            ) from None

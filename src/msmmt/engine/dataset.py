@@ -19,21 +19,23 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from msmmt.config import AugmentConfig
+from msmmt.core.images import read_rgb
+from msmmt.core.labels import label_indices
 from msmmt.core.records import DatasetError, Sample
 from msmmt.engine.augment import apply_pair, random_params
+from msmmt.ops.scaling import resize_square
 
-__all__ = ["ModalityDataset", "label_indices", "load_image", "to_tensor"]
+__all__ = ["ModalityDataset", "load_image", "to_tensor"]
 
 
 def to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
     """H x W (grey) or H x W x 3 uint8 RGB -> 3 x size x size float tensor in [0, 1]."""
-    return _to_float(_resize_rgb(image, size))
+    return _to_float(_rgb_square(image, size))
 
 
 def _to_float(image: np.ndarray) -> torch.Tensor:
@@ -41,36 +43,20 @@ def _to_float(image: np.ndarray) -> torch.Tensor:
     return torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
 
 
-def _resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
+def _rgb_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Grey replicated to 3 channels, then :func:`~msmmt.ops.scaling.resize_square`."""
     img = np.asarray(image)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected an H x W or H x W x 3 uint8 image, got {img.shape} {img.dtype}")
-    if img.shape[:2] != (size, size):
-        shrink = min(img.shape[:2]) > size
-        img = cv2.resize(
-            img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        )
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(resize_square(img, size))
 
 
 @lru_cache(maxsize=8192)
 def _decode(path: str, mtime_ns: int, nbytes: int, size: int) -> np.ndarray:
     # mtime and size are part of the key so a rewritten file is decoded again.
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DatasetError(f"{path}: not a readable image (corrupt or unsupported format)")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.ndim == 3:
-        if img.shape[2] == 4:
-            img = img[..., :3]
-        elif img.shape[2] == 1:
-            img = img[..., 0]
-        if img.ndim == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    out = _resize_rgb(img, size)
+    out = _rgb_square(read_rgb(path), size)
     out.flags.writeable = False
     return out
 
@@ -83,20 +69,6 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     except OSError:
         raise DatasetError(f"{path}: image file not found") from None
     return _decode(str(path), st.st_mtime_ns, st.st_size, size)
-
-
-def label_indices(samples: Sequence[Sample], class_names: Sequence[str]) -> np.ndarray:
-    """Index of each sample's label in ``class_names``; a clear error for a label outside it."""
-    index = {name: i for i, name in enumerate(class_names)}
-    out = np.empty(len(samples), dtype=np.int64)
-    for i, s in enumerate(samples):
-        if s.label not in index:
-            raise DatasetError(
-                f"{s.key}: label {s.label!r} is not one of the classes {list(class_names)}; "
-                "map the dataset's emotions first (msmmt.data.readers.filter_class_set)"
-            )
-        out[i] = index[s.label]
-    return out
 
 
 class ModalityDataset(Dataset):
@@ -122,7 +94,9 @@ class ModalityDataset(Dataset):
         if class_names is None:
             self.labels = np.full(len(self.samples), -1, dtype=np.int64)
         else:
-            self.labels = label_indices(self.samples, class_names)
+            self.labels = label_indices(
+                [s.label for s in self.samples], class_names, [s.key for s in self.samples]
+            )
         self.texture = [self._load(s, "texture_image") for s in self.samples]
         self.motion = [self._load(s, "motion_image") for s in self.samples]
 

@@ -1,7 +1,7 @@
 """Micro-expression recognition metrics: Acc, UAR and UF1 from a confusion matrix.
 
-All three are computed on the predictions *pooled over all folds* (DESIGN.md, "Data and
-protocols"), never averaged over folds. With ``M`` the ``C x C`` confusion matrix
+All three are computed on the predictions *pooled over all folds* (``docs/METHOD.md``,
+"Metrics"), never averaged over folds. With ``M`` the ``C x C`` confusion matrix
 (rows = true class, columns = predicted class), ``TP_c = M[c, c]``,
 ``FN_c = sum_j M[c, j] - TP_c`` and ``FP_c = sum_i M[i, c] - TP_c``:
 

@@ -1,4 +1,4 @@
-"""Subject-grouped evaluation splits and the leakage guard (DESIGN.md, "Data and protocols").
+"""Subject-grouped evaluation splits and the leakage guard (``docs/METHOD.md``, "LOSO and leakage").
 
 - :func:`loso_folds`: leave-one-subject-out, one fold per subject, the subject's clips
   are the test set and every other clip is training data.
@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from msmmt.core.names import file_safe
 from msmmt.core.records import DatasetError, Sample
 
 __all__ = [
@@ -52,7 +52,7 @@ class Fold:
 
 def fold_name(subject: str) -> str:
     """A file-safe fold name for a subject id: ``casme2/sub01`` -> ``casme2_sub01``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", subject).strip("._")
+    name = file_safe(subject)
     if not name:
         raise DatasetError(f"subject id {subject!r} gives an empty fold name")
     return name

@@ -1,165 +1,47 @@
-"""Merge a run's finished folds (from any number of shards) into a report.
+"""A run's report: ``report.md``, ``metrics.csv``, pooled ``predictions.csv`` and the figures.
 
 :func:`write_report` reads ``RUN/folds/*/predictions.csv`` of every fold with a done marker
-and writes, beside them:
+(:mod:`msmmt.evaluation.results`) and writes, beside them:
 
 - ``report.md``: Acc / UAR / UF1 on the predictions pooled over all folds (the whole set
   and, when several datasets are present, each part), the paper's Table 2 figures clearly
-  labelled as the paper's, per-class scores, the confusion matrix, folds done / missing /
-  failed and how the run avoided test-subject leaks;
+  labelled as the paper's, how the config departs from the paper's method, per-class
+  scores, the confusion matrix, folds done / missing / failed and how the run avoided
+  test-subject leaks;
 - ``metrics.csv`` (one row per part), ``predictions.csv`` (pooled, with the fold);
-- ``confusion.png``, ``subject_accuracy.png``, ``training_curves.png``.
+- the figures of :mod:`msmmt.evaluation.figures`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from msmmt.config import Config, load_config
-from msmmt.core.io import atomic_path, atomic_write_text
-from msmmt.core.labels import class_names
-from msmmt.core.records import DatasetError
-from msmmt.engine.metrics import confusion, per_class, scores, scores_by_group
-from msmmt.evaluation.runner import (
-    CONFIG_FILE,
-    ERROR_FILE,
-    FOLDS_DIR,
-    HISTORY_FILE,
-    PLAN_FILE,
-    PREDICTIONS_FILE,
-    fold_status,
+from msmmt.config import Config, departures_from_paper
+from msmmt.core.io import atomic_write_text
+from msmmt.engine.metrics import per_class
+from msmmt.evaluation.figures import write_figures
+from msmmt.evaluation.results import (
+    PAPER_TABLE2,
+    RunResults,
+    load_run,
+    metrics_table,
+    pooled_confusion,
 )
+from msmmt.evaluation.runner import CONFIG_FILE
 
-__all__ = ["PAPER_TABLE2", "RunResults", "load_run", "metrics_table", "print_metrics", "write_report"]
-
-PAPER_TABLE2: dict[str, dict[str, float]] = {
-    "all": {"uf1": 0.8160, "uar": 0.8191},
-    "smic": {"uf1": 0.7651, "uar": 0.7780},
-    "casme2": {"uf1": 0.9071, "uar": 0.8878},
-    "samm": {"uf1": 0.7392, "uar": 0.7163},
-}
-"""MSMMT paper (Wang et al.), Table 2: composite set (MEGC2019, 3 classes), LOSO, UF1 / UAR
-for the full set and each part, as published (protocol details not stated)."""
+__all__ = ["METRICS_FILE", "POOLED_FILE", "REPORT_FILE", "format_score", "write_report"]
 
 REPORT_FILE = "report.md"
 METRICS_FILE = "metrics.csv"
 POOLED_FILE = "predictions.csv"
-CONFUSION_PNG = "confusion.png"
-SUBJECT_PNG = "subject_accuracy.png"
-CURVES_PNG = "training_curves.png"
 
 
-@dataclass
-class RunResults:
-    """A run directory's plan, fold states and the pooled outputs of its finished folds."""
-
-    run_dir: Path
-    config: Config
-    classes: tuple[str, ...]
-    status: dict[str, str]
-    """Fold name -> ``done`` / ``failed`` / ``missing``, in plan order."""
-    predictions: pd.DataFrame
-    """Pooled predictions of the finished folds, with a ``fold`` column."""
-    history: pd.DataFrame
-    """Training histories of the finished folds, with a ``fold`` column."""
-    errors: dict[str, str] = field(default_factory=dict)
-    """Failed fold -> the last line of its error.txt."""
-
-    def folds(self, state: str) -> list[str]:
-        return [name for name, s in self.status.items() if s == state]
-
-
-def _last_line(path: Path) -> str:
-    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-    return lines[-1] if lines else "(empty error file)"
-
-
-def _read_fold(fold_dir: Path, classes: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    path = fold_dir / PREDICTIONS_FILE
-    try:
-        pred = pd.read_csv(path, dtype={"key": str, "subject": str, "dataset": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DatasetError(f"{path}: unreadable predictions of a finished fold: {err}") from None
-    needed = ["key", "subject", "dataset", "true", "predicted", *(f"p_{c}" for c in classes)]
-    missing = [c for c in needed if c not in pred.columns]
-    if missing:
-        raise DatasetError(f"{path}: missing column(s) {missing}")
-    for col in ("true", "predicted"):
-        bad = sorted(set(pred[col]) - set(classes))
-        if bad:
-            raise DatasetError(f"{path}: {col} holds {bad}, not among the classes {list(classes)}")
-    pred.insert(0, "fold", fold_dir.name)
-    hist_path = fold_dir / HISTORY_FILE
-    try:
-        hist = pd.read_csv(hist_path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        hist = pd.DataFrame()
-    if len(hist):
-        hist.insert(0, "fold", fold_dir.name)
-    return pred, hist
-
-
-def load_run(run_dir: str | Path) -> RunResults:
-    """Read a run directory written by :func:`msmmt.evaluation.runner.run_folds`."""
-    run = Path(run_dir)
-    if not (run / CONFIG_FILE).is_file() or not (run / PLAN_FILE).is_file():
-        raise FileNotFoundError(
-            f"{run}: not a run directory (no {CONFIG_FILE} / {PLAN_FILE}); run `msmmt loso` first"
-        )
-    cfg = load_config(run / CONFIG_FILE)
-    classes = class_names(cfg.data.class_set)
-    plan = pd.read_csv(run / PLAN_FILE, dtype=str)
-    names = list(dict.fromkeys(plan["fold"]))
-    status = {name: fold_status(run, name) for name in names}
-    preds, hists, errors = [], [], {}
-    for name, state in status.items():
-        d = run / FOLDS_DIR / name
-        if state == "done":
-            pred, hist = _read_fold(d, classes)
-            preds.append(pred)
-            hists.append(hist)
-        elif state == "failed":
-            errors[name] = _last_line(d / ERROR_FILE)
-    if preds:
-        predictions = pd.concat(preds, ignore_index=True)
-    else:
-        predictions = pd.DataFrame(columns=["fold", "key", "subject", "dataset", "true", "predicted"])
-    hists = [h for h in hists if len(h)]
-    history = pd.concat(hists, ignore_index=True) if hists else pd.DataFrame()
-    return RunResults(run, cfg, classes, status, predictions, history, errors)
-
-
-def _indices(values: pd.Series, classes: Sequence[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    return np.array([index[v] for v in values], dtype=np.int64)
-
-
-def metrics_table(results: RunResults) -> pd.DataFrame:
-    """Rows ``all`` and, with several datasets, one per dataset: part, n, acc, uar, uf1."""
-    p = results.predictions
-    c = len(results.classes)
-    t, y = _indices(p["true"], results.classes), _indices(p["predicted"], results.classes)
-    rows = [{"part": "all", **scores(t, y, c)}]
-    datasets = sorted(set(p["dataset"]))
-    if len(datasets) > 1:
-        parts = scores_by_group(t, y, p["dataset"].to_numpy(), c)
-        rows += [{"part": name, **s} for name, s in parts.items()]
-    return pd.DataFrame(rows, columns=["part", "n", "acc", "uar", "uf1"])
-
-
-def _paper(results: RunResults, part: str, metric: str) -> float | None:
-    """The paper's figure for this part, only for the composite class set it reports."""
-    if results.config.data.class_set != "composite":
-        return None
-    return PAPER_TABLE2.get(part, {}).get(metric)
-
-
-def _fmt(x: float | None) -> str:
+def format_score(x: float | None) -> str:
+    """A score with 4 decimals; a dash for a missing or undefined one."""
     return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4f}"
 
 
@@ -177,7 +59,7 @@ def _protocol_note(cfg: Config) -> str:
     )
     if cfg.eval.early_stopping:
         stop = (
-            f"early stopping (patience {cfg.eval.patience}) on a validation set of "
+            f"early stopping (patience {cfg.train.patience}) on a validation set of "
             f"{cfg.eval.val_fraction:.0%} of the *training* subjects of each fold, drawn with "
             f"seed {cfg.seed}; the test subject is never used for it"
         )
@@ -195,168 +77,43 @@ def _protocol_note(cfg: Config) -> str:
     )
 
 
-def _figure(path: Path, draw, size: tuple[float, float]) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=100, layout="constrained")
-    draw(fig)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
-def _plot_confusion(m: np.ndarray, classes: Sequence[str], path: Path) -> None:
-    def draw(fig):
-        ax = fig.subplots()
-        rows = m.sum(axis=1, keepdims=True)
-        frac = np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)
-        im = ax.imshow(frac, vmin=0, vmax=1, cmap="Blues")
-        for i in range(m.shape[0]):
-            for j in range(m.shape[1]):
-                ax.text(j, i, f"{m[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center",
-                        color="white" if frac[i, j] > 0.5 else "black", fontsize=9)
-        ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title("Pooled confusion matrix (counts, row %)")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-
-    side = 2.0 + 0.9 * len(classes)
-    _figure(path, draw, (side + 1.0, side))
-
-
-def _subject_accuracy(pred: pd.DataFrame) -> pd.DataFrame:
-    correct = (pred["true"] == pred["predicted"]).astype(float)
-    table = pred.assign(correct=correct).groupby("subject", sort=True).agg(
-        dataset=("dataset", "first"), n=("correct", "size"), accuracy=("correct", "mean")
-    )
-    return table.reset_index().sort_values(["accuracy", "subject"], kind="stable")
-
-
-def _plot_subjects(table: pd.DataFrame, path: Path) -> None:
-    def draw(fig):
-        ax = fig.subplots()
-        datasets = sorted(set(table["dataset"]))
-        colours = {d: f"C{i}" for i, d in enumerate(datasets)}
-        x = np.arange(len(table))
-        ax.bar(x, table["accuracy"], color=[colours[d] for d in table["dataset"]])
-        ax.set_xticks(x, table["subject"], rotation=90, fontsize=7)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("accuracy")
-        ax.set_title("Accuracy per test subject (number of clips in the label)")
-        for xi, (n, acc) in enumerate(zip(table["n"], table["accuracy"], strict=True)):
-            ax.text(xi, acc + 0.01, str(n), ha="center", va="bottom", fontsize=6)
-        if len(datasets) > 1:
-            from matplotlib.patches import Patch
-
-            ax.legend(handles=[Patch(color=colours[d], label=d) for d in datasets], fontsize=8)
-
-    _figure(path, draw, (max(6.0, 0.18 * len(table) + 2.0), 4.0))
-
-
-def _curves(history: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each numeric history column per epoch over the folds."""
-    h = history.copy()
-    if "epoch" not in h.columns:
-        h["epoch"] = h.groupby("fold").cumcount() + 1
-    numeric = [c for c in h.select_dtypes("number").columns if c != "epoch"]
-    return h.groupby("epoch")[numeric].mean()
-
-
-def _plot_curves(curves: pd.DataFrame, n_folds: int, path: Path) -> None:
-    losses = [c for c in curves.columns if c.endswith("loss")]
-    others = [c for c in curves.columns if c not in losses]
-
-    def draw(fig):
-        from matplotlib.ticker import MaxNLocator
-
-        axes = fig.subplots(1, 2 if others else 1, squeeze=False)[0]
-        for ax in axes:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        for col in losses:
-            axes[0].plot(curves.index, curves[col], marker=".", label=col)
-        axes[0].set_xlabel("epoch")
-        axes[0].set_ylabel("loss")
-        axes[0].set_title(f"Mean loss over {n_folds} fold(s)")
-        if losses:
-            axes[0].legend(fontsize=8)
-        if others:
-            for col in others:
-                axes[1].plot(curves.index, curves[col], marker=".", label=col)
-            axes[1].set_xlabel("epoch")
-            axes[1].set_title("Mean of the other logged values")
-            axes[1].legend(fontsize=8)
-
-    _figure(path, draw, (10.0 if others else 6.0, 4.0))
-
-
-def print_metrics(results: RunResults, table: pd.DataFrame) -> None:
-    """Print the metrics (and the paper's figures where comparable) as a rich table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    done, n = len(results.folds("done")), len(results.status)
-    t = Table(title=f"{done}/{n} folds done, pooled predictions", caption=str(results.run_dir))
-    for col in ("part", "n", "Acc", "UAR", "UF1", "paper UF1", "paper UAR"):
-        t.add_column(col, justify="left" if col == "part" else "right")
-    for row in table.itertuples():
-        t.add_row(
-            row.part, str(row.n), _fmt(row.acc), _fmt(row.uar), _fmt(row.uf1),
-            _fmt(_paper(results, row.part, "uf1")), _fmt(_paper(results, row.part, "uar")),
-        )
-    Console().print(t)
-
-
-def _markdown(results: RunResults, table: pd.DataFrame, m: np.ndarray, figures: list[str]) -> str:
-    cfg = results.config
-    ours = table.set_index("part").to_dict(orient="index")
-    done, failed, missing = (results.folds(s) for s in ("done", "failed", "missing"))
-    out = [f"# Evaluation report: `{results.run_dir.name}`", ""]
-    if failed or missing:
-        out += [
-            f"**Partial run**: {len(done)} of {len(results.status)} folds finished; the scores "
-            "below cover only the finished folds and are not comparable with a full run.",
-            "",
-        ]
-    out += [
-        f"Class set `{cfg.data.class_set}` ({', '.join(results.classes)}), "
-        f"{len(results.predictions)} test predictions from {len(done)} folds.",
+def _departures(cfg: Config) -> list[str]:
+    lines = departures_from_paper(cfg)
+    if not lines:
+        return ["The config follows the `paper` preset in every setting of the method.", ""]
+    return [
+        "This is **not the paper's method as published**: the config departs from the "
+        "`paper` preset in these settings of the method:",
         "",
-        "## Scores (ours)",
-        "",
-        _md_table(
-            ["part", "n", "Acc", "UAR", "UF1"],
-            [(r.part, r.n, _fmt(r.acc), _fmt(r.uar), _fmt(r.uf1)) for r in table.itertuples()],
-        ),
-        "",
-        "## The paper's published figures (not ours)",
+        *(f"- `{line}`" for line in lines),
         "",
     ]
-    if cfg.data.class_set == "composite":
-        out += [
-            "MSMMT paper (Wang et al.), Table 2, composite set (MEGC2019, 3 classes), LOSO, as "
-            "published; the paper does not state how the epoch was chosen.",
-            "",
-            _md_table(
-                ["part", "paper UF1", "paper UAR", "our UF1", "our UAR"],
-                [
-                    (part, _fmt(v["uf1"]), _fmt(v["uar"]), _fmt(ours.get(part, {}).get("uf1")),
-                     _fmt(ours.get(part, {}).get("uar")))
-                    for part, v in PAPER_TABLE2.items()
-                ],
-            ),
-            "",
-        ]
-    else:
-        out += ["The paper's Table 2 covers the composite class set only; no figures to compare.", ""]
-    out += [
-        "## How the scores were obtained",
+
+
+def _paper_section(results: RunResults, table: pd.DataFrame) -> list[str]:
+    if results.config.data.class_set != "composite":
+        return ["The paper's Table 2 covers the composite class set only; no figures to compare.", ""]
+    ours = table.set_index("part").to_dict(orient="index")
+    rows = [
+        (part, format_score(v["uf1"]), format_score(v["uar"]),
+         format_score(ours.get(part, {}).get("uf1")), format_score(ours.get(part, {}).get("uar")))
+        for part, v in PAPER_TABLE2.items()
+    ]
+    return [
+        "MSMMT paper (Wang et al.), Table 2, composite set (MEGC2019, 3 classes), LOSO, as "
+        "published; the paper does not state how the epoch was chosen.",
         "",
-        _protocol_note(cfg),
+        _md_table(["part", "paper UF1", "paper UAR", "our UF1", "our UAR"], rows),
         "",
+    ]
+
+
+def _folds_section(results: RunResults) -> list[str]:
+    failed, missing = results.folds("failed"), results.folds("missing")
+    out = [
         "## Folds",
         "",
-        f"- done: {len(done)}",
+        f"- done: {len(results.folds('done'))}",
         f"- failed: {len(failed)}" + (f" ({', '.join(failed)})" if failed else ""),
         f"- missing: {len(missing)}" + (f" ({', '.join(missing)})" if missing else ""),
         "",
@@ -364,28 +121,61 @@ def _markdown(results: RunResults, table: pd.DataFrame, m: np.ndarray, figures: 
     if results.errors:
         out += ["Errors (last line of each fold's error.txt):", ""]
         out += [f"- `{name}`: {msg}" for name, msg in results.errors.items()] + [""]
-    if len(results.predictions):
-        pc = per_class(m)
+    return out
+
+
+def _class_section(classes: Sequence[str], m: np.ndarray) -> list[str]:
+    pc = per_class(m)
+    rows = [
+        (c, int(pc["support"][i]), format_score(pc["recall"][i]),
+         format_score(pc["precision"][i]), format_score(pc["f1"][i]))
+        for i, c in enumerate(classes)
+    ]
+    return [
+        "## Per class (pooled)",
+        "",
+        _md_table(["class", "support", "recall", "precision", "F1"], rows),
+        "",
+        "## Confusion matrix (rows: true, columns: predicted)",
+        "",
+        _md_table(["", *classes], [(c, *m[i]) for i, c in enumerate(classes)]),
+        "",
+    ]
+
+
+def _header(results: RunResults, table: pd.DataFrame) -> list[str]:
+    done = results.folds("done")
+    out = [f"# Evaluation report: `{results.run_dir.name}`", ""]
+    if len(done) < len(results.status):
         out += [
-            "## Per class (pooled)",
-            "",
-            _md_table(
-                ["class", "support", "recall", "precision", "F1"],
-                [
-                    (c, int(pc["support"][i]), _fmt(pc["recall"][i]), _fmt(pc["precision"][i]),
-                     _fmt(pc["f1"][i]))
-                    for i, c in enumerate(results.classes)
-                ],
-            ),
-            "",
-            "## Confusion matrix (rows: true, columns: predicted)",
-            "",
-            _md_table(
-                ["", *results.classes],
-                [(c, *m[i]) for i, c in enumerate(results.classes)],
-            ),
+            f"**Partial run**: {len(done)} of {len(results.status)} folds finished; the scores "
+            "below cover only the finished folds and are not comparable with a full run.",
             "",
         ]
+    rows = [
+        (r.part, r.n, format_score(r.acc), format_score(r.uar), format_score(r.uf1))
+        for r in table.itertuples()
+    ]
+    return out + [
+        f"Class set `{results.config.data.class_set}` ({', '.join(results.classes)}), "
+        f"{len(results.predictions)} test predictions from {len(done)} folds.",
+        "",
+        "## Scores (ours)",
+        "",
+        _md_table(["part", "n", "Acc", "UAR", "UF1"], rows),
+        "",
+    ]
+
+
+def _markdown(results: RunResults, table: pd.DataFrame, figures: list[str]) -> str:
+    cfg = results.config
+    out = _header(results, table)
+    out += ["## The paper's published figures (not ours)", "", *_paper_section(results, table)]
+    out += ["## Departures from the paper's method", "", *_departures(cfg)]
+    out += ["## How the scores were obtained", "", _protocol_note(cfg), ""]
+    out += _folds_section(results)
+    if len(results.predictions):
+        out += _class_section(results.classes, pooled_confusion(results))
     if figures:
         out += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     out += [
@@ -396,28 +186,15 @@ def _markdown(results: RunResults, table: pd.DataFrame, m: np.ndarray, figures: 
     return "\n".join(out)
 
 
-def write_report(run_dir: str | Path, echo: bool = False) -> Path:
+def write_report(run_dir: str | Path) -> Path:
     """Write report.md, metrics.csv, predictions.csv and the figures; return report.md's path.
 
-    Works on a partial run (the report says so). ``echo`` prints the metrics table.
+    Works on a partial run (the report says so).
     """
     results = load_run(run_dir)
     run = results.run_dir
     table = metrics_table(results)
     atomic_write_text(run / METRICS_FILE, table.to_csv(index=False))
     atomic_write_text(run / POOLED_FILE, results.predictions.to_csv(index=False))
-    p = results.predictions
-    m = confusion(_indices(p["true"], results.classes), _indices(p["predicted"], results.classes),
-                  len(results.classes))
-    figures = []
-    if len(p):
-        _plot_confusion(m, results.classes, run / CONFUSION_PNG)
-        _plot_subjects(_subject_accuracy(p), run / SUBJECT_PNG)
-        figures += [CONFUSION_PNG, SUBJECT_PNG]
-    if len(results.history):
-        _plot_curves(_curves(results.history), len(results.folds("done")), run / CURVES_PNG)
-        figures.append(CURVES_PNG)
-    path = atomic_write_text(run / REPORT_FILE, _markdown(results, table, m, figures))
-    if echo:
-        print_metrics(results, table)
-    return path
+    figures = write_figures(results)
+    return atomic_write_text(run / REPORT_FILE, _markdown(results, table, figures))

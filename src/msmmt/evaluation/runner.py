@@ -10,10 +10,11 @@ Layout of a run directory::
     RUN/folds/<fold>/done.json         written last: the fold is finished
     RUN/folds/<fold>/error.txt         the traceback of a failed fold
 
-The model is not the runner's business: it calls ``fit_predict(cfg, train, test, fold_dir)``,
-which trains on ``train`` and returns a :class:`FoldOutput` with class probabilities for
-``test``. :func:`default_fit_predict` wires :mod:`msmmt.engine.trainer`. Every fold goes
-through :func:`~msmmt.evaluation.protocols.check_no_leak` before it runs.
+The model is not the runner's business: the caller hands it ``fit_predict(cfg, train, test,
+fold_dir)``, which trains on ``train`` and returns a :class:`FoldOutput` with class
+probabilities for ``test`` (:func:`msmmt.evaluation.fit_predict.train_and_predict` for MSMMT;
+a baseline plugs in the same way). Every fold goes through
+:func:`~msmmt.evaluation.protocols.check_no_leak` before it runs.
 """
 
 from __future__ import annotations
@@ -32,17 +33,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from msmmt.config import Config, ConfigError, load_config, save_config
+from msmmt.config import Config, ConfigError, flat_settings, load_config, save_config
 from msmmt.core.io import atomic_write_json, atomic_write_text
-from msmmt.core.labels import class_names
-from msmmt.core.records import DatasetError, Sample
-from msmmt.evaluation.protocols import (
-    Fold,
-    check_no_leak,
-    group_kfold,
-    loso_folds,
-    validation_split,
-)
+from msmmt.core.labels import class_names, label_indices
+from msmmt.core.records import Sample
+from msmmt.evaluation.protocols import Fold, check_no_leak, group_kfold, loso_folds
 
 __all__ = [
     "CONFIG_FILE",
@@ -56,10 +51,9 @@ __all__ = [
     "FitPredict",
     "FoldOutput",
     "FoldsFailedError",
+    "FoldRunSummary",
     "RunDirMismatchError",
-    "RunSummary",
     "build_folds",
-    "default_fit_predict",
     "fold_status",
     "parse_shard",
     "run_folds",
@@ -100,7 +94,7 @@ FitPredict = Callable[[Config, list[Sample], list[Sample], Path], FoldOutput]
 class FoldsFailedError(RuntimeError):
     """Some folds raised; the others ran. ``summary.failed`` maps fold -> error message."""
 
-    def __init__(self, summary: RunSummary):
+    def __init__(self, summary: FoldRunSummary):
         self.summary = summary
         lines = [
             f"  {name}: {msg}  (see {summary.out_dir / FOLDS_DIR / name / ERROR_FILE})"
@@ -114,7 +108,9 @@ class RunDirMismatchError(RuntimeError):
 
 
 @dataclass
-class RunSummary:
+class FoldRunSummary:
+    """What one :func:`run_folds` call did, and what the whole run still lacks."""
+
     out_dir: Path
     selected: list[str]
     """Folds this call was asked to run (after --folds and --shard)."""
@@ -122,36 +118,15 @@ class RunSummary:
     skipped: list[str] = field(default_factory=list)
     """Already finished before this call (resume)."""
     failed: dict[str, str] = field(default_factory=dict)
+    plan: list[str] = field(default_factory=list)
+    """Every fold of the run, in plan order."""
+    remaining: list[str] = field(default_factory=list)
+    """Folds of the whole plan not finished after this call (by any shard)."""
 
-
-def default_fit_predict(
-    cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
-) -> FoldOutput:
-    """Train with :func:`msmmt.engine.trainer.fit` and predict the test samples.
-
-    With ``cfg.eval.early_stopping`` a validation set of whole *training* subjects
-    (``cfg.eval.val_fraction`` of them, drawn with ``cfg.seed``) is held out and the
-    trainer stops / picks its epoch on it; the test subject is never looked at. Without
-    it the model trains ``cfg.train.epochs`` epochs and the last epoch is used.
-    """
-    from msmmt.engine.trainer import fit, predict_proba
-
-    val: list[Sample] | None = None
-    info: dict[str, Any] = {}
-    if cfg.eval.early_stopping:
-        train, val = validation_split(train, cfg.eval.val_fraction, seed=cfg.seed)
-        fold = Fold(
-            fold_dir.name,
-            tuple(s.key for s in train),
-            tuple(s.key for s in test),
-            tuple(s.key for s in val),
-        )
-        check_no_leak(fold, [*train, *val, *test])
-        info["val_subjects"] = sorted({s.subject for s in val})
-    result = fit(cfg, train, val=val, out_dir=None, progress=False)
-    info["best_epoch"] = result.best_epoch
-    probabilities = predict_proba(result.model, test, cfg)
-    return FoldOutput(np.asarray(probabilities), list(result.history), info)
+    @property
+    def complete(self) -> bool:
+        """Every fold of the plan is finished: the run is ready for its report."""
+        return not self.remaining
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -199,31 +174,8 @@ def fold_status(run_dir: str | Path, name: str) -> str:
     return "missing"
 
 
-def _label_indices(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    bad = [s for s in samples if s.label not in index]
-    if bad:
-        raise DatasetError(
-            f"{bad[0].key}: label {bad[0].label!r} is not one of the classes {list(classes)} "
-            f"({len(bad)} such samples); map the labels first with "
-            "msmmt.data.readers.filter_class_set"
-        )
-    return np.array([index[s.label] for s in samples], dtype=np.int64)
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _config_differences(a: Config, b: Config) -> list[str]:
-    fa, fb = _flat(a.model_dump(mode="json")), _flat(b.model_dump(mode="json"))
+    fa, fb = flat_settings(a), flat_settings(b)
     keys = (fa.keys() | fb.keys()) - _EXECUTION_KEYS
     return sorted(k for k in keys if fa.get(k) != fb.get(k))
 
@@ -249,7 +201,7 @@ def _prepare_run_dir(cfg: Config, samples: Sequence[Sample], plan: Sequence[Fold
             raise RunDirMismatchError(f"{cfg_path}: unreadable saved config: {err}") from None
         diff = _config_differences(saved, cfg)
         if diff:
-            was, now = _flat(saved.model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
+            was, now = flat_settings(saved), flat_settings(cfg)
             shown = ", ".join(f"{k} (saved {was.get(k)!r}, now {now.get(k)!r})" for k in diff[:5])
             raise RunDirMismatchError(
                 f"{out}: refusing to resume a run made with a different config; differs in "
@@ -319,12 +271,12 @@ def run_folds(
     cfg: Config,
     samples: Sequence[Sample],
     out_dir: str | Path,
-    fit_predict: FitPredict | None = None,
+    fit_predict: FitPredict,
     folds: Sequence[str] | None = None,
     shard: str | None = None,
     progress: bool = True,
-) -> RunSummary:
-    """Run the folds of ``cfg.eval.protocol`` over ``samples`` into ``out_dir``.
+) -> FoldRunSummary:
+    """Run the folds of ``cfg.eval.protocol`` over ``samples`` into ``out_dir`` with ``fit_predict``.
 
     Finished folds (with done.json) are skipped, so a rerun resumes. ``shard="i/n"`` runs
     plan positions i, i+n, ... so that n processes can share a run directory; ``folds``
@@ -332,43 +284,31 @@ def run_folds(
     and the others go on; :class:`FoldsFailedError` is raised at the end if any failed.
     ``KeyboardInterrupt`` / ``SystemExit`` stop the run at once (the fold stays unfinished
     and is redone on resume). Sample labels must be class names of ``cfg.data.class_set``.
-    ``fit_predict`` None means :func:`default_fit_predict` (looked up at call time).
+    The summary's ``remaining`` lists the plan's folds still unfinished (other shards).
     """
-    fit_predict = fit_predict or default_fit_predict
     out = Path(out_dir)
     samples = list(samples)
     classes = class_names(cfg.data.class_set)
-    if cfg.model.num_classes != len(classes):
-        raise ConfigError(
-            f"model.num_classes={cfg.model.num_classes} but data.class_set "
-            f"{cfg.data.class_set!r} has {len(classes)} classes {list(classes)}"
-        )
-    y = _label_indices(samples, classes)
+    y = label_indices([s.label for s in samples], classes, [s.key for s in samples])
     plan = build_folds(cfg, samples)
     selected = select_folds(plan, folds, shard)
     _prepare_run_dir(cfg, samples, plan, out)
 
     by_key = {s.key: s for s in samples}
     labels = {s.key: int(i) for s, i in zip(samples, y, strict=True)}
-    summary = RunSummary(out, [f.name for f in selected])
+    summary = FoldRunSummary(out, [f.name for f in selected], plan=[f.name for f in plan])
     bar = tqdm(selected, desc="folds", unit="fold", disable=not progress)
     for fold in bar:
         bar.set_postfix_str(fold.name)
-        fold_dir = out / FOLDS_DIR / fold.name
         if fold_status(out, fold.name) == "done":
             summary.skipped.append(fold.name)
             continue
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        (fold_dir / ERROR_FILE).unlink(missing_ok=True)
-        try:
-            check_no_leak(fold, samples)
-            _run_fold(cfg, fold, by_key, labels, classes, fold_dir, fit_predict)
-        except Exception as err:
-            atomic_write_text(fold_dir / ERROR_FILE, traceback.format_exc())
-            summary.failed[fold.name] = f"{type(err).__name__}: {err}"
-            log.error("fold %s failed: %s", fold.name, summary.failed[fold.name])
-            continue
-        summary.ran.append(fold.name)
+        error = _guarded_fold(cfg, fold, samples, by_key, labels, classes, out, fit_predict)
+        if error is None:
+            summary.ran.append(fold.name)
+        else:
+            summary.failed[fold.name] = error
+    summary.remaining = [f.name for f in plan if fold_status(out, f.name) != "done"]
     log.info(
         "%s: %d fold(s) run, %d already done, %d failed",
         out, len(summary.ran), len(summary.skipped), len(summary.failed),
@@ -376,3 +316,19 @@ def run_folds(
     if summary.failed:
         raise FoldsFailedError(summary)
     return summary
+
+
+def _guarded_fold(cfg, fold, samples, by_key, labels, classes, out, fit_predict) -> str | None:
+    """Run one fold; an exception is written to its error.txt and returned as a line."""
+    fold_dir = out / FOLDS_DIR / fold.name
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    (fold_dir / ERROR_FILE).unlink(missing_ok=True)
+    try:
+        check_no_leak(fold, samples)
+        _run_fold(cfg, fold, by_key, labels, classes, fold_dir, fit_predict)
+    except Exception as err:
+        atomic_write_text(fold_dir / ERROR_FILE, traceback.format_exc())
+        message = f"{type(err).__name__}: {err}"
+        log.error("fold %s failed: %s", fold.name, message)
+        return message
+    return None

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from msmmt.config import Config
+from msmmt.core.keyframes import sample_key_frames
 from msmmt.core.labels import class_names
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import load_frames, read_clip
@@ -98,15 +99,13 @@ class Predictor:
         if not clip.exists():
             raise DatasetError(f"{clip}: no such clip (expected a folder of frames or a video file)")
         sample = read_clip(clip, onset=onset, apex=apex, offset=offset)
-        first = sample.onset
-        frames = load_frames(sample, first, sample.offset)
-        numbers = [n for n in sample.frame_numbers if first <= n <= sample.offset]
+        marks = sample_key_frames(sample).relative()
         images = process_clip(
-            frames,
-            numbers.index(sample.onset),
-            numbers.index(sample.apex),
+            load_frames(sample, sample.onset, sample.offset),
+            marks.onset,
+            marks.apex,
             self.config.preprocess,
-            offset_idx=numbers.index(sample.offset),
+            offset_idx=marks.offset,
             clip=str(clip),
         )
         if self.texture_is_apex:

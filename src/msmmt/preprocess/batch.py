@@ -18,19 +18,13 @@ import numpy as np
 
 from msmmt.config import PreprocessConfig
 from msmmt.core.io import atomic_path
-from msmmt.core.records import DatasetError, Sample
+from msmmt.core.keyframes import KeyFrames, sample_key_frames
+from msmmt.core.records import Sample
 from msmmt.data.readers import load_frames, write_manifest
 from msmmt.ops.face import face_landmarks
 from msmmt.ops.landmarks import detect_landmarks
 from msmmt.preprocess import cache
-from msmmt.preprocess.clip import (
-    IMAGES,
-    ClipRange,
-    StageClock,
-    align_clip,
-    clip_range,
-    modality_images,
-)
+from msmmt.preprocess.clip import IMAGES, StageClock, align_clip, modality_images
 
 __all__ = ["RunSummary", "preprocess_dataset"]
 
@@ -68,21 +62,13 @@ class _Outcome:
     error: str = ""
 
 
-def _sample_range(sample: Sample) -> tuple[ClipRange, tuple[int, int, int, int]]:
-    """Key frames of ``sample`` as positions (from the clip's first frame) and frame numbers."""
+def _sample_range(sample: Sample) -> tuple[KeyFrames, tuple[int, int, int, int]]:
+    """Key frames of ``sample`` as positions (from the clip's first frame) and frame numbers
+    (onset, apex, offset and the last frame used, which is the offset)."""
+    marks = sample_key_frames(sample)
     numbers = sample.frame_numbers
-    if not numbers:
-        raise DatasetError(f"{sample.key}: the sample has no frames to preprocess")
-    index = {
-        name: None if value is None else sample.frame_index(value)
-        for name, value in (
-            ("onset", sample.onset),
-            ("apex", sample.apex),
-            ("offset", sample.offset),
-        )
-    }
-    rng = clip_range(len(numbers), index["onset"] or 0, index["apex"], index["offset"], sample.key)
-    return rng, (numbers[rng.onset], numbers[rng.apex], numbers[rng.offset], numbers[rng.end])
+    onset, apex, offset = (numbers[i] for i in (marks.onset, marks.apex, marks.offset))
+    return marks, (onset, apex, offset, offset)
 
 
 def _process_sample(
@@ -95,7 +81,7 @@ def _process_sample(
     clock = StageClock()
     try:
         with clock("frames"):
-            rng, (onset, apex, offset, end) = _sample_range(sample)
+            marks, (onset, apex, offset, end) = _sample_range(sample)
         folder = cache.clip_folder(cache_dir, sample.dataset, sample.subject, sample.clip)
         entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
         missing = [name for name in IMAGES if not entries.image(name).is_file()]
@@ -107,10 +93,10 @@ def _process_sample(
         if faces is None:
             with clock("load"):
                 frames = load_frames(sample, first=onset, last=end)
-            faces = align_clip(frames, rng.relative(), cfg, face_landmarks, sample.key, clock)
+            faces = align_clip(frames, marks.relative(), cfg, face_landmarks, sample.key, clock)
             with clock("write"):
                 cache.save_faces(entries.faces, faces)
-        images = modality_images(faces.frames, rng.relative(), cfg, missing, clock)
+        images = modality_images(faces.frames, marks.relative(), cfg, missing, clock)
         with clock("write"):
             for name, image in images.items():
                 cache.write_image(entries.image(name), image)

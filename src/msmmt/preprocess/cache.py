@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from msmmt.config import PreprocessConfig
 from msmmt.core.io import atomic_path
+from msmmt.core.names import file_safe
 from msmmt.ops.face import AlignedFaces
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "clip_entries",
     "clip_folder",
     "load_faces",
-    "read_image",
     "save_faces",
     "stage_settings",
     "write_image",
@@ -64,8 +63,6 @@ _STAGE_FIELDS = {
     "motion": ("image_size",),
     "face": ("image_size",),
 }
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def stage_settings(cfg: PreprocessConfig, stage: str) -> dict:
@@ -104,7 +101,7 @@ def clip_folder(cache_dir: str | Path, dataset: str, subject: str, clip: str) ->
     parts = [dataset, *subject.replace("\\", "/").split("/"), clip]
     if len(parts) > 2 and parts[1] == parts[0]:
         parts.pop(1)
-    return Path(cache_dir, "clips", *(_UNSAFE.sub("_", p) or "_" for p in parts))
+    return Path(cache_dir, "clips", *(file_safe(p) or "_" for p in parts))
 
 
 def clip_entries(
@@ -165,11 +162,3 @@ def write_image(path: Path, rgb: np.ndarray) -> Path:
         if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1])):
             raise OSError(f"could not write image {path}")
     return path
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 image written by :func:`write_image`."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise OSError(f"could not read image {path}")
-    return bgr[..., ::-1].copy()

@@ -1,6 +1,7 @@
 """Clip -> (dynamic image, flow/strain image, aligned apex face) for one clip in memory.
 
-:func:`process_clip` works on frames ``onset..end`` with ``end = max(apex, offset)``:
+:func:`process_clip` works on frames ``onset..offset`` (key frames resolved by
+:mod:`msmmt.core.keyframes`, so onset <= apex <= offset):
 
 1. face: landmarks on the onset frame (or the next ones), one similarity transform
    for every frame, ``face_size`` crop (:mod:`msmmt.ops.face`);
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from msmmt.config import PreprocessConfig
-from msmmt.core.records import DatasetError
+from msmmt.core.keyframes import KeyFrames, key_frame_positions
 from msmmt.ops.dynamic_image import dynamic_image
 from msmmt.ops.face import AlignedFaces, LandmarksFn, align_faces, face_landmarks
 from msmmt.ops.flow import motion_image, tvl1_flow
@@ -38,10 +39,8 @@ from msmmt.ops.scaling import resize_square
 __all__ = [
     "IMAGES",
     "ClipImages",
-    "ClipRange",
     "StageClock",
     "align_clip",
-    "clip_range",
     "modality_images",
     "process_clip",
 ]
@@ -62,43 +61,6 @@ class ClipImages:
     (in image_size pixels), the eye targets (face_size pixels), milliseconds per stage."""
 
 
-@dataclass(frozen=True)
-class ClipRange:
-    """Positions of a clip's key frames; ``end = max(apex, offset)`` is the last one used."""
-
-    onset: int
-    apex: int
-    offset: int
-
-    @property
-    def end(self) -> int:
-        return max(self.apex, self.offset)
-
-    def relative(self) -> ClipRange:
-        """The same range counted from the onset."""
-        return ClipRange(0, self.apex - self.onset, self.offset - self.onset)
-
-
-def clip_range(
-    n_frames: int, onset: int, apex: int | None, offset: int | None = None, clip: str = "clip"
-) -> ClipRange:
-    """Check and complete key-frame positions (0-based) of a clip of ``n_frames`` frames.
-
-    ``offset`` defaults to the last frame and ``apex`` to the middle of onset..offset.
-    An apex after the offset (a known annotation defect) extends the used frames to the apex.
-    """
-    offset = n_frames - 1 if offset is None else offset
-    apex = (onset + offset) // 2 if apex is None else apex
-    for name, value in (("onset", onset), ("apex", apex), ("offset", offset)):
-        if not 0 <= value < n_frames:
-            raise DatasetError(
-                f"{clip}: {name} index {value} is outside the clip's {n_frames} frames"
-            )
-    if not onset <= apex or not onset <= offset:
-        raise DatasetError(f"{clip}: onset {onset} comes after apex {apex} or offset {offset}")
-    return ClipRange(onset, apex, offset)
-
-
 class StageClock:
     """Times the stages of one clip; ``current`` names the last one entered (for failure reports)."""
 
@@ -116,23 +78,23 @@ class StageClock:
 
 def modality_images(
     faces: np.ndarray,
-    rng: ClipRange,
+    marks: KeyFrames,
     cfg: PreprocessConfig,
     need: Sequence[str] = IMAGES,
     clock: StageClock | None = None,
 ) -> dict[str, np.ndarray]:
-    """The images in ``need`` (texture, motion, face) from aligned faces onset..end.
+    """The images in ``need`` (texture, motion, face) from aligned faces onset..offset.
 
-    ``rng`` is counted from the onset (``faces[0]`` is the onset frame).
+    ``marks`` are counted from the onset (``faces[0]`` is the onset frame).
     """
     clock = clock or StageClock()
     out: dict[str, np.ndarray] = {}
     if "face" in need:
         with clock("face_image"):
-            out["face"] = resize_square(faces[rng.apex], cfg.image_size)
+            out["face"] = resize_square(faces[marks.apex], cfg.image_size)
     # Magnify only the frames the requested images read (the filter is causal).
     length = max(
-        rng.offset + 1 if "texture" in need else 0, rng.apex + 1 if "motion" in need else 0
+        marks.offset + 1 if "texture" in need else 0, marks.apex + 1 if "motion" in need else 0
     )
     if length == 0:
         return out
@@ -151,11 +113,11 @@ def modality_images(
     if "texture" in need:
         with clock("texture"):
             out["texture"] = dynamic_image(
-                clip[: rng.offset + 1], cfg.dynamic_image, cfg.image_size
+                clip[: marks.offset + 1], cfg.dynamic_image, cfg.image_size
             )
     if "motion" in need:
         with clock("flow"):
-            flow = tvl1_flow(clip[0], clip[rng.apex])
+            flow = tvl1_flow(clip[0], clip[marks.apex])
         with clock("motion"):
             out["motion"] = motion_image(flow, cfg.image_size)
     return out
@@ -163,26 +125,26 @@ def modality_images(
 
 def align_clip(
     frames: np.ndarray,
-    rng: ClipRange,
+    marks: KeyFrames,
     cfg: PreprocessConfig,
     landmarks_fn: LandmarksFn,
     clip: str,
     clock: StageClock,
 ) -> AlignedFaces:
-    """Aligned faces of ``frames[onset..end]`` (landmarks searched from the onset on)."""
+    """Aligned faces of ``frames[onset..offset]`` (landmarks searched from the onset on)."""
     with clock("face"):
-        return align_faces(frames[rng.onset : rng.end + 1], cfg, landmarks_fn, clip)
+        return align_faces(frames[marks.onset : marks.offset + 1], cfg, landmarks_fn, clip)
 
 
-def _info(rng: ClipRange, faces: AlignedFaces, cfg: PreprocessConfig, clock: StageClock) -> dict:
+def _info(marks: KeyFrames, faces: AlignedFaces, cfg: PreprocessConfig, clock: StageClock) -> dict:
     to_image = cfg.image_size / cfg.face_size
     return {
-        "onset": rng.onset,
-        "apex": rng.apex,
-        "offset": rng.offset,
+        "onset": marks.onset,
+        "apex": marks.apex,
+        "offset": marks.offset,
         "detected_frame": None
         if faces.detected_frame is None
-        else rng.onset + faces.detected_frame,
+        else marks.onset + faces.detected_frame,
         "landmarks": None if faces.landmarks is None else (faces.landmarks * to_image).tolist(),
         "eye_targets": None if faces.eye_targets is None else faces.eye_targets.tolist(),
         "ms": dict(clock.ms),
@@ -200,13 +162,14 @@ def process_clip(
 ) -> ClipImages:
     """Texture, motion and face images of one clip (T, H, W, 3) uint8 RGB.
 
-    Indices are 0-based positions in ``frames``; ``offset_idx`` defaults to the last
-    frame and ``apex_idx=None`` to the middle of onset..offset. Raises DatasetError
-    (naming ``clip``) for bad indices or a clip without a detectable face.
+    Indices are 0-based positions in ``frames``, completed and checked by the key-frame
+    rule of :mod:`msmmt.core.keyframes` (``offset_idx`` None: the last frame;
+    ``apex_idx`` None: the middle of onset..offset). Raises DatasetError (naming
+    ``clip``) for bad indices or a clip without a detectable face.
     """
     frames = np.asarray(frames)
-    rng = clip_range(len(frames), onset_idx, apex_idx, offset_idx, clip)
+    marks = key_frame_positions(range(len(frames)), onset_idx, apex_idx, offset_idx, clip)
     clock = StageClock()
-    faces = align_clip(frames, rng, cfg, landmarks_fn, clip, clock)
-    images = modality_images(faces.frames, rng.relative(), cfg, IMAGES, clock)
-    return ClipImages(**images, info=_info(rng, faces, cfg, clock))
+    faces = align_clip(frames, marks, cfg, landmarks_fn, clip, clock)
+    images = modality_images(faces.frames, marks.relative(), cfg, IMAGES, clock)
+    return ClipImages(**images, info=_info(marks, faces, cfg, clock))

@@ -15,9 +15,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from msmmt.core.keyframes import resolve_marks
 from msmmt.core.labels import KNOWN_EMOTIONS
 from msmmt.core.records import DatasetError, Sample
-from msmmt.data.readers._frames import numbered_frames, resolve_marks
+from msmmt.data.readers._frames import numbered_frames
 from msmmt.data.readers._sheet import Row, find_file, read_table
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""Frame folders shared by the readers: numbered frames, layout roots and onset/apex/offset.
+"""Frame folders shared by the readers: numbered frames and layout roots.
+
+Onset, apex and offset are resolved by :mod:`msmmt.core.keyframes` (one rule for every part).
 
 A frame's number is the last run of digits in its file name's stem, so ``img10.jpg``
 comes after ``img9.jpg``, ``reg_img46.jpg`` is frame 46 and ``006_05562.jpg`` is
@@ -103,55 +105,3 @@ def has_subfolder(pattern: str) -> Callable[[Path], bool]:
         return any(c.is_dir() and regex.fullmatch(c.name) for c in folder.iterdir())
 
     return check
-
-
-def middle_frame(numbers: tuple[int, ...], onset: int, offset: int) -> int:
-    """The frame number in onset..offset closest to (onset + offset) / 2 (the lower on a tie)."""
-    inside = [n for n in numbers if onset <= n <= offset]
-    centre = (onset + offset) / 2
-    return min(inside, key=lambda n: (abs(n - centre), n))
-
-
-def resolve_marks(
-    numbers: tuple[int, ...],
-    onset: int | None,
-    apex: int | None,
-    offset: int | None,
-    where: str,
-) -> tuple[int, int, int, list[str]]:
-    """Check onset <= apex <= offset against the clip's frame ``numbers``; fill in missing ones.
-
-    A missing onset (offset) becomes the first (last) frame, a missing apex the
-    middle of onset..offset (:func:`middle_frame`); an offset past the last frame
-    becomes the last frame. Returns ``(onset, apex, offset,
-    assumed)`` where ``assumed`` says in words what was filled in. Errors start with
-    ``where`` (file and row, or the clip's folder).
-    """
-    span = f"frames {numbers[0]}..{numbers[-1]}"
-    assumed = []
-    if onset is None:
-        onset = numbers[0]
-        assumed.append(f"onset = first frame ({onset})")
-    if offset is None:
-        offset = numbers[-1]
-        assumed.append(f"offset = last frame ({offset})")
-    if onset > offset:
-        raise DatasetError(f"{where}: onset frame {onset} is after offset frame {offset}")
-    if onset in numbers and offset > numbers[-1]:
-        # A known annotation defect (CASME II has one): the offset lies past the clip's
-        # last frame. The clip is still usable up to its end; say so rather than refuse.
-        assumed.append(f"offset {offset} is past the last frame; used the last frame ({numbers[-1]})")
-        offset = numbers[-1]
-    for name, value in (("onset", onset), ("offset", offset)):
-        if value not in numbers:
-            raise DatasetError(f"{where}: {name} frame {value} is not among the clip's {span}")
-    if apex is None:
-        apex = middle_frame(numbers, onset, offset)
-        assumed.append(f"apex = middle frame of {onset}..{offset} ({apex})")
-    if not onset <= apex <= offset:
-        raise DatasetError(
-            f"{where}: apex frame {apex} is outside onset..offset ({onset}..{offset})"
-        )
-    if apex not in numbers:
-        raise DatasetError(f"{where}: apex frame {apex} is not among the clip's {span}")
-    return onset, apex, offset, assumed

@@ -13,19 +13,15 @@ from __future__ import annotations
 import csv
 import fnmatch
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from msmmt.core.names import squash
 from msmmt.core.records import DatasetError
 
 _MISSING = {"", "/", "-", "--", "n/a", "na", "nan", "none", "null"}
-
-
-def _norm(name: Any) -> str:
-    return re.sub(r"[^a-z0-9]", "", str(name).lower()) if name is not None else ""
 
 
 @dataclass(frozen=True)
@@ -107,12 +103,12 @@ def read_table(
     if not path.is_file():
         raise DatasetError(f"annotation file {path} does not exist")
     optional = dict(optional or {})
-    wanted = {_norm(name): key for key, name in {**columns, **optional}.items()}
-    required = {_norm(name) for name in columns.values()}
+    wanted = {squash(name): key for key, name in {**columns, **optional}.items()}
+    required = {squash(name) for name in columns.values()}
     best: tuple[int, int, set[str]] | None = None  # (found, row number, missing)
     for rows in _raw_rows(path):
         for i, (number, cells) in enumerate(rows):
-            names = [_norm(c) for c in cells]
+            names = [squash(c) for c in cells]
             found = required & set(names)
             if found == required:
                 index = {wanted[n]: j for j, n in enumerate(names) if n in wanted}
@@ -123,7 +119,7 @@ def read_table(
                 ]
             if best is None or len(found) > best[0]:
                 best = (len(found), number, required - found)
-    missing = [name for name in columns.values() if _norm(name) in (best[2] if best else required)]
+    missing = [name for name in columns.values() if squash(name) in (best[2] if best else required)]
     closest = f" (closest: row {best[1]})" if best and best[0] else ""
     raise DatasetError(
         f"{path}: no header row with the columns {', '.join(columns.values())}; "

@@ -11,8 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from msmmt.core.keyframes import resolve_marks
 from msmmt.core.records import DatasetError, Sample
-from msmmt.data.readers._frames import existing, numbered_frames, resolve_marks
+from msmmt.data.readers._frames import existing, numbered_frames
 
 __all__ = ["VIDEO_EXTENSIONS", "load_frames", "read_clip"]
 

@@ -23,11 +23,11 @@ the second facial micro-expressions grand challenge", IEEE FG 2019.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from msmmt.core.labels import map_label
+from msmmt.core.names import squash
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import existing_folder
 from msmmt.data.readers.casme2 import read_casme2
@@ -65,7 +65,7 @@ def _part_folder(root: Path, part: str) -> Path:
     hits = [
         c
         for c in sorted(root.iterdir())
-        if c.is_dir() and re.sub(r"[^a-z0-9]", "", c.name.lower()).startswith(prefixes)
+        if c.is_dir() and squash(c.name).startswith(prefixes)
     ]
     if len(hits) != 1:
         found = f"several: {', '.join(h.name for h in hits)}" if hits else "none"

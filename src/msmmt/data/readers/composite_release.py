@@ -20,9 +20,10 @@ stands in for the dynamic image (``texture_image``); subject ids are
 from __future__ import annotations
 
 import os
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
+from msmmt.core.names import squash
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import IMAGE_EXTENSIONS, existing, existing_folder
 from msmmt.data.readers._sheet import Row, read_table
@@ -112,7 +113,7 @@ def _find_folder(root: Path, names: list[str], what: str) -> Path:
 def _dataset(row: Row) -> str:
     text = row.text("dataset")
     try:
-        return _DATASETS[re.sub(r"[^a-z0-9]", "", text.lower())]
+        return _DATASETS[squash(text)]
     except KeyError:
         raise DatasetError(
             f"{row.where}: unknown dataset {text!r}; expected smic, casme2 or samm"
@@ -131,6 +132,38 @@ def _label(row: Row) -> str:
 def _override(root: Path, path: str | Path) -> Path:
     path = Path(path)
     return path if path.is_absolute() or path.exists() else root / path
+
+
+@dataclass(frozen=True)
+class _Images:
+    """The apex and flow image folders and their images by name."""
+
+    apex_folder: Path
+    apex: dict[str, Path]
+    flow_folder: Path
+    flow: dict[str, Path]
+
+
+def _row_sample(row: Row, images: _Images, apex_name: str, flow_name: str) -> Sample:
+    dataset, sub, clip = _dataset(row), row.text("sub"), row.text("filename_o")
+    if not sub or not clip:
+        raise DatasetError(f"{row.where}: empty sub or filename_o")
+    label = _label(row)
+    if apex_name not in images.apex:
+        raise DatasetError(
+            f"{row.where}: apex image {apex_name!r} not found in {images.apex_folder}"
+        )
+    if flow_name not in images.flow:
+        raise DatasetError(f"{row.where}: flow image {flow_name}.png not found in {images.flow_folder}")
+    return Sample(
+        dataset=dataset,
+        subject=f"{dataset}/{sub}",
+        clip=clip,
+        label=label,
+        texture_image=images.apex[apex_name],
+        motion_image=images.flow[flow_name],
+        extra={"row": row.where, "texture": "apex"},
+    )
 
 
 def read_composite_release(
@@ -164,35 +197,16 @@ def read_composite_release(
         if flow_dir is not None
         else _find_folder(root, flow_names, "flow images")
     )
-    apex_index, flow_index = _index(apex_folder), _index(flow_folder)
+    images = _Images(apex_folder, _index(apex_folder), flow_folder, _index(flow_folder))
     samples = []
     seen: dict[tuple[str, str], int] = {}
     for row, apex_name, flow_name in zip(rows, apex_names, flow_names, strict=True):
-        dataset, sub, clip = _dataset(row), row.text("sub"), row.text("filename_o")
-        if not sub or not clip:
-            raise DatasetError(f"{row.where}: empty sub or filename_o")
-        subject = f"{dataset}/{sub}"
-        if (subject, clip) in seen:
+        sample = _row_sample(row, images, apex_name, flow_name)
+        if (sample.subject, sample.clip) in seen:
             raise DatasetError(
-                f"{row.where}: duplicate clip {subject}/{clip} (also on row {seen[subject, clip]})"
+                f"{row.where}: duplicate clip {sample.key} "
+                f"(also on row {seen[sample.subject, sample.clip]})"
             )
-        seen[subject, clip] = row.number
-        label = _label(row)
-        if apex_name not in apex_index:
-            raise DatasetError(f"{row.where}: apex image {apex_name!r} not found in {apex_folder}")
-        if flow_name not in flow_index:
-            raise DatasetError(
-                f"{row.where}: flow image {flow_name}.png not found in {flow_folder}"
-            )
-        samples.append(
-            Sample(
-                dataset=dataset,
-                subject=subject,
-                clip=clip,
-                label=label,
-                texture_image=apex_index[apex_name],
-                motion_image=flow_index[flow_name],
-                extra={"row": row.where, "texture": "apex"},
-            )
-        )
+        seen[sample.subject, sample.clip] = row.number
+        samples.append(sample)
     return samples

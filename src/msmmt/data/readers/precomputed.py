@@ -1,11 +1,12 @@
 """Precomputed modality images listed in a manifest CSV (the preprocessing cache's output).
 
-Columns: ``dataset,subject,sample,label,texture_image,flow_image``. Image paths are
-relative to the CSV's folder or absolute. ``texture_image`` is the texture input
-(dynamic image, or an apex crop standing in for it), ``flow_image`` the 3-channel
-(u, v, strain) image. A subject without a ``dataset/`` prefix gets one, so subject
-ids stay distinct across datasets. Samples carry ``texture_image`` and
-``motion_image`` and no frames.
+Columns: ``dataset,subject,clip,label,texture_image,motion_image`` (the names of the
+:class:`~msmmt.core.records.Sample` fields they fill). Manifests written before the
+columns were renamed, with ``sample`` and ``flow_image`` instead, are still read.
+Image paths are relative to the CSV's folder or absolute. ``texture_image`` is the
+texture input (dynamic image, or an apex crop standing in for it), ``motion_image`` the
+3-channel (u, v, strain) image. A subject without a ``dataset/`` prefix gets one, so
+subject ids stay distinct across datasets. Samples carry the two images and no frames.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from msmmt.core.io import atomic_path
 from msmmt.core.labels import KNOWN_EMOTIONS
+from msmmt.core.names import squash
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import existing
 from msmmt.data.readers._sheet import read_table
@@ -24,7 +26,23 @@ from msmmt.data.readers._sheet import read_table
 __all__ = ["MANIFEST_COLUMNS", "MANIFEST_NAME", "read_precomputed", "write_manifest"]
 
 MANIFEST_NAME = "manifest.csv"
-MANIFEST_COLUMNS = ("dataset", "subject", "sample", "label", "texture_image", "flow_image")
+MANIFEST_COLUMNS = ("dataset", "subject", "clip", "label", "texture_image", "motion_image")
+_LEGACY_NAMES = {"clip": "sample", "motion_image": "flow_image"}
+"""Earlier names of renamed columns."""
+
+
+def _column_names(path: Path) -> dict[str, str]:
+    """Column key -> name in this file: today's names, or the legacy ones for an old manifest."""
+    names = {c: c for c in MANIFEST_COLUMNS}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            header = {squash(c) for c in next(csv.reader(f), [])}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return names  # read_table reports the problem
+    legacy = {squash(n) for n in _LEGACY_NAMES.values()}
+    if header & legacy and not header & {squash(n) for n in _LEGACY_NAMES}:
+        names.update(_LEGACY_NAMES)
+    return names
 
 
 def read_precomputed(root: str | Path) -> list[Sample]:
@@ -35,39 +53,40 @@ def read_precomputed(root: str | Path) -> list[Sample]:
     folder = path.absolute().parent
     samples = []
     seen: dict[tuple[str, str], int] = {}
-    for row in read_table(path, {c: c for c in MANIFEST_COLUMNS}):
+    names = _column_names(path)
+    for row in read_table(path, names):
         values = {c: row.text(c) for c in MANIFEST_COLUMNS}
-        empty = [c for c, v in values.items() if not v]
+        empty = [names[c] for c, v in values.items() if not v]
         if empty:
             raise DatasetError(f"{row.where}: empty {', '.join(empty)}")
         dataset = values["dataset"].lower()
         subject = (
             values["subject"] if "/" in values["subject"] else f"{dataset}/{values['subject']}"
         )
-        key = (subject, values["sample"])
+        key = (subject, values["clip"])
         if key in seen:
             raise DatasetError(
-                f"{row.where}: duplicate sample {subject}/{values['sample']} (also on row {seen[key]})"
+                f"{row.where}: duplicate clip {subject}/{values['clip']} (also on row {seen[key]})"
             )
         seen[key] = row.number
         label = values["label"].lower()
         if label not in KNOWN_EMOTIONS:
             raise DatasetError(f"{row.where}: unknown label {values['label']!r}")
         images = {}
-        for column in ("texture_image", "flow_image"):
+        for column in ("texture_image", "motion_image"):
             image = Path(values[column])
             image = image if image.is_absolute() else folder / image
             if not image.is_file():
-                raise DatasetError(f"{row.where}: {column} {image} does not exist")
+                raise DatasetError(f"{row.where}: {names[column]} {image} does not exist")
             images[column] = image
         samples.append(
             Sample(
                 dataset=dataset,
                 subject=subject,
-                clip=values["sample"],
+                clip=values["clip"],
                 label=label,
                 texture_image=images["texture_image"],
-                motion_image=images["flow_image"],
+                motion_image=images["motion_image"],
                 extra={"row": row.where},
             )
         )

@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from msmmt.core.keyframes import resolve_marks
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import (
     existing_folder,
     find_root,
     natural_key,
     numbered_frames,
-    resolve_marks,
 )
 
 __all__ = ["read_smic"]

@@ -1,0 +1,50 @@
+"""The MSMMT executor of a fold: train on the fold's training subjects, predict its test subject.
+
+:func:`train_and_predict` is what ``msmmt loso`` and ``msmmt demo`` hand to
+:func:`msmmt.evaluation.runner.run_folds`; the runner itself knows no model, so a
+baseline or another executor plugs in with the same signature
+``(cfg, train, test, fold_dir) -> FoldOutput``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msmmt.config import Config
+from msmmt.core.records import Sample
+from msmmt.engine.trainer import fit, predict_proba
+from msmmt.evaluation.protocols import Fold, check_no_leak, validation_split
+from msmmt.evaluation.runner import FoldOutput
+
+__all__ = ["train_and_predict"]
+
+
+def train_and_predict(
+    cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
+) -> FoldOutput:
+    """Train with :func:`msmmt.engine.trainer.fit` and predict the test samples.
+
+    With ``cfg.eval.early_stopping`` a validation set of whole *training* subjects
+    (``cfg.eval.val_fraction`` of them, drawn with ``cfg.seed``) is held out and the
+    trainer stops / picks its epoch on it; the test subject is never looked at. Without
+    it the model trains ``cfg.train.epochs`` epochs and the last epoch is used.
+    """
+    val: list[Sample] | None = None
+    info: dict[str, Any] = {}
+    if cfg.eval.early_stopping:
+        train, val = validation_split(train, cfg.eval.val_fraction, seed=cfg.seed)
+        fold = Fold(
+            fold_dir.name,
+            tuple(s.key for s in train),
+            tuple(s.key for s in test),
+            tuple(s.key for s in val),
+        )
+        check_no_leak(fold, [*train, *val, *test])
+        info["val_subjects"] = sorted({s.subject for s in val})
+    result = fit(cfg, train, val=val, out_dir=None, progress=False)
+    info["best_epoch"] = result.best_epoch
+    probabilities = predict_proba(result.model, test, cfg)
+    return FoldOutput(np.asarray(probabilities), list(result.history), info)
