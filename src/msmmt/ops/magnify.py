@@ -293,13 +293,10 @@ def magnify_iir(
     highest gain (x)  7.4  7.9  7.0  5.0  3.0  2.5
     ================  ===  ===  ===  ===  ===  ===
 
-    so the same onset -> apex motion is magnified differently at 200 fps and at
-    100 fps, and for short and long clips. With 4 levels and ``lambda_c`` 16 (the
-    settings before the ``onset`` mode) the textures got 5.6x-6.8x for 5-10 frame
-    rises down to 1.6x-1.7x at 100 frames, the 64-100 px texture 3.6x-3.9x down to 1.5x,
-    and a face-sized blob was not magnified at all. Sensor noise: 3.1 times the
-    input noise (1.8 times with 4 levels and ``lambda_c`` 16). Use the ``onset`` mode
-    (:func:`magnify_onset`) for a gain that is ``1 + alpha``.
+    so the same motion is magnified differently at 200 and 100 fps and for short and
+    long clips (with the former 4 levels and ``lambda_c`` 16: 1.5x-6.8x, and a
+    face-sized blob not at all; see ``docs/METHOD.md``, "Eulerian magnification").
+    Sensor noise: 3.1 times the input noise. Use :func:`magnify_onset` for ``1 + alpha``.
     """
     if not r1 > r2:
         raise ValueError(f"band-pass needs r1 > r2, got r1={r1}, r2={r2}")
