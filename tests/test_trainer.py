@@ -11,6 +11,7 @@ import torch
 from msmmt.config import load_config
 from msmmt.core.records import DatasetError, Sample
 from msmmt.engine.dataset import ModalityDataset
+from msmmt.engine.early_stopping import EarlyStopping
 from msmmt.engine.metrics import scores
 from msmmt.engine.optim import build_optimizer, lr_factor, no_weight_decay_names
 from msmmt.engine.trainer import class_weights, fit, predict_proba, train_sampler
@@ -300,3 +301,17 @@ def test_optimizer_decays_weight_matrices_only():
     for n, p in names.items():
         expected = before[n] if n in skip else before[n] * shrink
         assert torch.allclose(p.detach(), expected, atol=1e-7), n
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
+    model = torch.nn.Linear(2, 1)
+    stopper = EarlyStopping(patience=2)
+    # (uf1, -loss): a tie on UF1 goes to the lower loss; epoch 3 is the best
+    for epoch, score in enumerate([(0.5, -1.0), (0.5, -2.0), (0.7, -1.5), (0.7, -1.5)], 1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stopper.update(epoch, score, model)
+        assert not stopper.should_stop
+    stopper.update(5, (0.6, -0.1), model)
+    assert stopper.should_stop and stopper.best_epoch == 3
+    assert stopper.restore(model) == 3 and torch.all(model.weight == 3)
