@@ -1,0 +1,153 @@
+"""Executors: Ray tasks give the local executor's results; a died task is recorded as a
+failed fold, retried, and resumed by a rerun; the resources each task declares.
+
+The Ray tests share one local Ray session of 2 CPUs (start-up takes seconds)."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from eval_fakes import centroid_fit_predict, make_samples
+
+from msmmt.config import Config, ConfigError
+from msmmt.core.cluster import task_resources
+from msmmt.evaluation.executors import LocalExecutor, RayExecutor, make_executor
+from msmmt.evaluation.runner import FoldsFailedError, run_folds
+
+ray = pytest.importorskip("ray")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray of 2 CPUs whose workers import the test fakes."""
+    path = os.pathsep.join([str(TESTS), str(TESTS.parent / "src"), os.environ.get("PYTHONPATH", "")])
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
+    )
+    yield
+    ray.shutdown()
+
+
+def fold_predictions(run: Path) -> dict[str, str]:
+    return {d.name: (d / "predictions.csv").read_text() for d in sorted((run / "folds").iterdir())}
+
+
+class DiesOnce:
+    """centroid_fit_predict, except that the process dies (``os._exit``) the first time
+    it trains fold ``name`` (a marker file remembers across processes)."""
+
+    def __init__(self, name: str, marker: Path):
+        self.name, self.marker = name, marker
+
+    def __call__(self, cfg, train, test, fold_dir):
+        if fold_dir.name == self.name and not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)
+        return centroid_fit_predict(cfg, train, test, fold_dir)
+
+
+class AlwaysFails:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, cfg, train, test, fold_dir):
+        if fold_dir.name == self.name:
+            raise ValueError("bad fold")
+        return centroid_fit_predict(cfg, train, test, fold_dir)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The local executor's run over the fake samples."""
+    run = tmp_path_factory.mktemp("local")
+    run_folds(Config(), make_samples(), run, centroid_fit_predict, progress=False)
+    return run
+
+
+def test_task_resources_declare_cpus_and_a_gpu_for_cuda():
+    assert task_resources("cpu", 3, gpus_in_cluster=4) == {"num_cpus": 3.0, "num_gpus": 0.0}
+    assert task_resources("cuda", 2, gpus_in_cluster=1) == {"num_cpus": 2.0, "num_gpus": 1.0}
+    assert task_resources("auto", 1, gpus_in_cluster=2)["num_gpus"] == 1.0
+    assert task_resources("auto", 1, gpus_in_cluster=0)["num_gpus"] == 0.0
+    with pytest.raises(ConfigError, match="no GPU"):
+        task_resources("cuda", 1, gpus_in_cluster=0)
+    with pytest.raises(ConfigError, match=">= 1"):
+        task_resources("cpu", 0, gpus_in_cluster=0)
+
+
+def test_make_executor_checks_its_options():
+    assert make_executor("local", None, 2, 1, 1, "cpu") == LocalExecutor(retries=1)
+    ex = make_executor("ray", "auto", 2, 3, 0, "cuda")
+    assert (ex.address, ex.threads, ex.device) == ("auto", 3, "cuda")
+    for bad in [("local", "auto", 1, 1, 0, "cpu"), ("spark", None, 1, 1, 0, "cpu"),
+                ("ray", None, 1, 1, -1, "cpu")]:
+        with pytest.raises(ValueError):
+            make_executor(*bad)
+
+
+def test_local_executor_retries_a_failing_fold_and_records_it(tmp_path):
+    samples = make_samples()
+    name = "casme2_s00"
+    with pytest.raises(FoldsFailedError) as info:
+        run_folds(Config(), samples, tmp_path, AlwaysFails(name), progress=False,
+                  executor=LocalExecutor(retries=2))
+    assert list(info.value.summary.failed) == [name]
+    assert "ValueError: bad fold" in (tmp_path / "folds" / name / "error.txt").read_text()
+    status = pd.read_csv(tmp_path / "status.csv").set_index("fold")
+    assert status.loc[name, "state"] == "failed" and status.loc[name, "attempt"] == 3
+    assert (status.drop(index=name)["state"] == "done").all()
+
+
+def test_ray_gives_the_local_predictions_and_can_take_over_a_run(ray_cluster, tmp_path, reference):
+    samples = make_samples()
+    run = tmp_path / "mixed"
+    first = ["casme2_s00", "smic_s01"]
+    run_folds(Config(), samples, run, centroid_fit_predict, folds=first, progress=False)
+    summary = run_folds(Config(), samples, run, centroid_fit_predict, progress=False,
+                        executor=RayExecutor(workers=2))
+    assert summary.skipped == first and len(summary.ran) == 4 and not summary.failed
+    assert fold_predictions(run) == fold_predictions(reference)
+    status = pd.read_csv(run / "status.csv")
+    assert (status["state"] == "done").all()
+    ran = status[status["fold"].isin(summary.ran)]
+    assert ran["node"].str.contains(":").all()  # host:pid of the Ray worker
+    assert not ran["node"].str.endswith(f":{os.getpid()}").any()
+
+
+def test_a_died_task_is_a_failed_fold_and_a_rerun_completes_it(ray_cluster, tmp_path, reference):
+    samples, name = make_samples(), "smic_s03"
+    fit = DiesOnce(name, tmp_path / "died")
+    run = tmp_path / "run"
+    with pytest.raises(FoldsFailedError) as info:
+        run_folds(Config(), samples, run, fit, progress=False, executor=RayExecutor(workers=2))
+    assert list(info.value.summary.failed) == [name]
+    assert "WorkerCrashedError" in info.value.summary.failed[name]
+    assert "died" in (run / "folds" / name / "error.txt").read_text()
+    assert not (run / "folds" / name / "done.json").exists()
+    progress = pd.read_json(run / "progress.json", typ="series")
+    assert (progress["done"], progress["failed"]) == (5, 1)
+
+    again = run_folds(Config(), samples, run, fit, progress=False, executor=RayExecutor(workers=2))
+    assert again.ran == [name] and len(again.skipped) == 5
+    assert not (run / "folds" / name / "error.txt").exists()
+    assert fold_predictions(run) == fold_predictions(reference)
+
+
+def test_retries_rerun_a_died_task_in_the_same_run(ray_cluster, tmp_path, reference):
+    samples, name = make_samples(), "casme2_s02"
+    run = tmp_path / "run"
+    summary = run_folds(Config(), samples, run, DiesOnce(name, tmp_path / "died"),
+                        progress=False, executor=RayExecutor(workers=2, retries=1))
+    assert not summary.failed and name in summary.ran
+    status = pd.read_csv(run / "status.csv").set_index("fold")
+    assert status.loc[name, "attempt"] == 2 and status.loc[name, "state"] == "done"
+    assert fold_predictions(run) == fold_predictions(reference)
+
+
+def test_cuda_on_a_cluster_without_gpu_is_an_error_not_a_hang(ray_cluster, tmp_path):
+    with pytest.raises(ConfigError, match="no GPU"):
+        run_folds(Config(device="cuda"), make_samples(), tmp_path, centroid_fit_predict,
+                  progress=False, executor=RayExecutor(device="cuda"))
