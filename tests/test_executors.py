@@ -6,14 +6,24 @@ The Ray tests share one local Ray session of 2 CPUs (start-up takes seconds)."""
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
-from eval_fakes import centroid_fit_predict, make_samples
+import yaml
+from eval_fakes import (
+    TINY_MODEL,
+    centroid_fit_predict,
+    make_samples,
+    one_thread,
+    write_manifest_dataset,
+)
 
 from msmmt.config import Config, ConfigError
 from msmmt.core.cluster import task_resources
 from msmmt.evaluation.executors import LocalExecutor, RayExecutor, make_executor
 from msmmt.evaluation.runner import FoldsFailedError, run_folds
+from msmmt.preprocess.ray_batch import RayClipMap
 
 ray = pytest.importorskip("ray")
 TESTS = Path(__file__).resolve().parent
@@ -151,3 +161,85 @@ def test_cuda_on_a_cluster_without_gpu_is_an_error_not_a_hang(ray_cluster, tmp_p
     with pytest.raises(ConfigError, match="no GPU"):
         run_folds(Config(device="cuda"), make_samples(), tmp_path, centroid_fit_predict,
                   progress=False, executor=RayExecutor(device="cuda"))
+
+
+# ---- the CLI, with the real trainer ----------------------------------------------------
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from msmmt.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.slow
+def test_cli_loso_on_ray_trains_like_the_local_run(ray_cluster, tmp_path):
+    """The real trainer on a tiny model: the Ray run's predictions equal the local run's."""
+    (tmp_path / "data").mkdir()
+    manifest = write_manifest_dataset(tmp_path / "data", {"casme2/sub01": 3, "samm/006": 2, "smic/s3": 3})
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_MODEL))
+    with one_thread():
+        local = _cli("loso", cfg, "--data", manifest, "--out", tmp_path / "local")
+    assert local.exit_code == 0, local.output
+    distributed = _cli("loso", cfg, "--data", manifest, "--out", tmp_path / "ray",
+                       "--executor", "ray", "--retries", "1")
+    assert distributed.exit_code == 0, distributed.output
+    assert "3 fold(s) run" in distributed.output and "report:" in distributed.output
+    assert fold_predictions(tmp_path / "ray") == fold_predictions(tmp_path / "local")
+    assert (tmp_path / "ray" / "metrics.csv").read_text() == (tmp_path / "local" / "metrics.csv").read_text()
+    bad = _cli("loso", cfg, "--data", manifest, "--out", tmp_path / "x", "--address", "auto")
+    assert bad.exit_code == 2 and "--address needs --executor ray" in bad.output
+
+
+# ---- preprocessing -----------------------------------------------------------------------
+
+
+class DiesOnItem:
+    """Doubles its item, except that the process dies on item ``bad`` (once, or always)."""
+
+    def __init__(self, bad: int, marker: Path | None):
+        self.bad, self.marker = bad, marker
+
+    def __call__(self, item):
+        if item == self.bad and (self.marker is None or not self.marker.exists()):
+            if self.marker is not None:
+                self.marker.touch()
+            os._exit(1)
+        return 2 * item
+
+
+@pytest.mark.slow
+def test_ray_clip_map_retries_a_died_batch_then_reports_its_clips(ray_cluster, tmp_path):
+    items = list(range(7))
+    ok = dict(RayClipMap(batch_size=3, retries=1)(DiesOnItem(4, tmp_path / "died"), items))
+    assert ok == {i: 2 * i for i in items}
+    lost = dict(RayClipMap(batch_size=3, retries=0)(DiesOnItem(4, None), items))
+    assert [i for i in items if isinstance(lost[i], str)] == [3, 4, 5]  # the batch of item 4
+    assert "WorkerCrashedError" in lost[4]
+    assert {i: lost[i] for i in (0, 1, 2, 6)} == {i: 2 * i for i in (0, 1, 2, 6)}
+
+
+@pytest.mark.slow
+def test_cli_preprocess_on_ray_writes_the_local_cache(ray_cluster, tmp_path):
+    from msmmt.data.synthetic import generate
+
+    root = tmp_path / "synth"
+    generate(root, subjects=2, clips_per_subject=2, seed=0, size=160)
+    clip = sorted(p for p in root.glob("sub01/*") if p.is_dir())[0]
+    for frame in clip.glob("*.jpg"):  # a clip without a face: a recorded failure
+        cv2.imwrite(str(frame), np.full((160, 160, 3), 128, np.uint8))
+    settings = ["--set", "preprocess.face_size=64", "--set", "preprocess.image_size=32"]
+    caches = {}
+    for executor in ("local", "ray"):
+        caches[executor] = tmp_path / executor
+        result = _cli(*settings, "preprocess", "synthetic", root, "--out", caches[executor],
+                      "--executor", executor, "--batch-size", "2")
+        assert result.exit_code == 1, result.output  # the faceless clip
+        assert "3 done" in result.output and "1 failed" in result.output
+    for name in ("manifest.csv", "failures.csv"):
+        assert (caches["ray"] / name).read_text() == (caches["local"] / name).read_text()
+    files = {ex: {p.relative_to(c): p.read_bytes() for p in c.rglob("*.png")} for ex, c in caches.items()}
+    assert len(files["local"]) >= 6 and files["ray"] == files["local"]

@@ -4,8 +4,8 @@ Both the LOSO folds (:mod:`msmmt.evaluation.executors`) and the preprocessing ba
 (:mod:`msmmt.preprocess.ray_batch`) go through :func:`local_map` / :func:`ray_map`: every
 item is attempted up to ``retries + 1`` times; an attempt fails when the task dies (worker
 killed, out of memory, node lost: any :class:`ray.exceptions.RayError`) or when
-``failed(result)`` returns a message. Each attempt's start and end are reported to an
-:class:`Events` object (progress, status files), with the node it ran on.
+``failed(result)`` returns a message. Both yield every :class:`Attempt` as it ends and
+call ``on_start`` as one starts, with the node it runs on (progress, status files).
 
 Ray is an optional dependency (``pip install msmmt[ray]``): it is imported only here,
 inside the functions that need it.
@@ -16,17 +16,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any
 
 from msmmt.config import ConfigError
 
 __all__ = [
     "Attempt",
-    "Events",
+    "OnStart",
     "cluster_gpus",
     "local_map",
     "ray_map",
@@ -57,9 +58,8 @@ class Attempt:
     """No further attempt of this item follows."""
 
 
-class Events(Protocol):
-    def started(self, key: str, node: str, number: int) -> None: ...
-    def finished(self, attempt: Attempt) -> None: ...
+OnStart = Callable[[str, str, int], None]
+"""Called with (key, node, attempt number) when an attempt starts."""
 
 
 def _no_failure(result: Any) -> str | None:
@@ -121,37 +121,38 @@ def cluster_gpus() -> float:
 
 
 def _set_threads(threads: int) -> None:
+    """OpenCV and PyTorch on ``threads`` threads (torch through OMP_NUM_THREADS if it is
+    not imported yet: importing it here would cost seconds in every fresh worker)."""
     import cv2
-    import torch
 
-    torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def local_map(
     fn: Callable[[Any], Any],
     items: Mapping[str, Any],
     retries: int,
-    events: Events,
+    on_start: OnStart,
     failed: Callable[[Any], str | None] = _no_failure,
-) -> dict[str, Attempt]:
-    """``fn(item)`` for every item, one after the other in this process: the last attempt
-    of each. Exceptions from ``fn`` propagate (catch them in ``fn``)."""
-    node, last = socket.gethostname(), {}
+) -> Iterator[Attempt]:
+    """``fn(item)`` for every item, one after the other in this process; yields every
+    attempt as it ends. Exceptions from ``fn`` propagate (catch them in ``fn``)."""
+    node = socket.gethostname()
     for key, item in items.items():
         for number in range(1, retries + 2):
-            events.started(key, node, number)
+            on_start(key, node, number)
             start = time.perf_counter()
             result = fn(item)
             error = failed(result)
-            last[key] = Attempt(
-                key, node, number, result, error, False, time.perf_counter() - start,
-                error is None or number > retries,
+            final = error is None or number > retries
+            yield Attempt(
+                key, node, number, result, error, False, time.perf_counter() - start, final
             )
-            events.finished(last[key])
-            if error is None:
+            if final:
                 break
-    return last
 
 
 def _run_task(fn, item, key: str, number: int, threads: int, tracker) -> tuple[Any, str, float]:
@@ -181,11 +182,12 @@ def ray_map(
     items: Mapping[str, Any],
     resources: Mapping[str, float],
     retries: int,
-    events: Events,
+    on_start: OnStart,
     failed: Callable[[Any], str | None] = _no_failure,
-) -> dict[str, Attempt]:
+) -> Iterator[Attempt]:
     """``fn(item)`` for every item as a Ray task declaring ``resources`` (in a session of
-    :func:`ray_session`); a failed attempt is resubmitted up to ``retries`` times."""
+    :func:`ray_session`); yields every attempt as it ends, and resubmits a failed one up
+    to ``retries`` times. ``on_start`` hears where each attempt started."""
     ray = _import_ray()
     threads = max(1, int(resources.get("num_cpus", 1)))
     task = ray.remote(_run_task).options(max_retries=0, **resources)
@@ -193,36 +195,38 @@ def ray_map(
     fn_ref = ray.put(fn)
     running: dict[Any, tuple[str, int]] = {}
     reported: set[tuple[str, int]] = set()
-    last: dict[str, Attempt] = {}
 
     def submit(key: str, number: int) -> None:
         running[task.remote(fn_ref, items[key], key, number, threads, tracker)] = (key, number)
 
-    for key in items:
-        submit(key, 1)
-    while running:
-        done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_SECONDS)
-        seen = ray.get(tracker.snapshot.remote())
-        for (key, number), node in seen.items():
-            if (key, number) not in reported:
+    try:
+        for key in items:
+            submit(key, 1)
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_SECONDS)
+            seen = ray.get(tracker.snapshot.remote())
+            for (key, number), node in seen.items():
+                if (key, number) not in reported:
+                    reported.add((key, number))
+                    on_start(key, node, number)
+            for ref in done:
+                key, number = running.pop(ref)
                 reported.add((key, number))
-                events.started(key, node, number)
-        for ref in done:
-            key, number = running.pop(ref)
-            node = seen.get((key, number), "?")
-            reported.add((key, number))
-            try:
-                result, node, seconds = ray.get(ref)
-                error, crashed = failed(result), False
-            except ray.exceptions.RayError as err:
-                result, seconds, crashed = None, 0.0, True
-                error = f"{type(err).__name__}: {err}"
-            last[key] = Attempt(
-                key, node, number, result, error, crashed, seconds,
-                error is None or number > retries,
-            )
-            events.finished(last[key])
-            if not last[key].final:
-                submit(key, number + 1)
-    ray.kill(tracker)
-    return last
+                attempt = _outcome(ray, ref, key, number, seen.get((key, number), "?"), failed)
+                attempt = replace(attempt, final=attempt.error is None or number > retries)
+                yield attempt
+                if not attempt.final:
+                    submit(key, number + 1)
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        ray.kill(tracker)
+
+
+def _outcome(ray, ref, key: str, number: int, node: str, failed) -> Attempt:
+    """The attempt whose task ``ref`` ended: its result, or why it failed."""
+    try:
+        result, node, seconds = ray.get(ref)
+    except ray.exceptions.RayError as err:
+        return Attempt(key, node, number, None, f"{type(err).__name__}: {err}", True)
+    return Attempt(key, node, number, result, failed(result), False, seconds)

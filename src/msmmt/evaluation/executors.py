@@ -11,13 +11,12 @@ is recorded in the fold's error.txt and retried up to ``retries`` times.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from msmmt.core.cluster import (
     Attempt,
-    Events,
     cluster_gpus,
     local_map,
     ray_map,
@@ -26,7 +25,7 @@ from msmmt.core.cluster import (
 )
 from msmmt.evaluation.protocols import Fold
 
-__all__ = ["Executor", "FoldRunner", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["Executor", "FoldEvents", "FoldRunner", "LocalExecutor", "RayExecutor", "make_executor"]
 
 
 class FoldRunner(Protocol):
@@ -37,7 +36,7 @@ class FoldRunner(Protocol):
 class Executor(Protocol):
     name: ClassVar[str]
 
-    def run(self, job: FoldRunner, folds: Sequence[Fold], events: Events) -> dict[str, Attempt]:
+    def run(self, job: FoldRunner, folds: Sequence[Fold], events: FoldEvents) -> dict[str, Attempt]:
         """Run ``job`` on every fold; the last attempt of each, by fold name."""
         ...
 
@@ -46,22 +45,22 @@ def _error_of(result: str | None) -> str | None:
     return result
 
 
-@dataclass
-class _RecordCrashes:
-    """Events that also write error.txt for an attempt whose task died (no file came back)."""
+class FoldEvents(Protocol):
+    def started(self, key: str, node: str, number: int) -> None: ...
+    def finished(self, attempt: Attempt) -> None: ...
 
-    job: FoldRunner
-    events: Events
 
-    def started(self, key: str, node: str, number: int) -> None:
-        self.events.started(key, node, number)
-
-    def finished(self, attempt: Attempt) -> None:
+def _collect(attempts: Iterator[Attempt], job: FoldRunner, events: FoldEvents) -> dict[str, Attempt]:
+    """Report every attempt; write error.txt for one whose task died (no file came back)."""
+    last = {}
+    for attempt in attempts:
         if attempt.crashed:
-            self.job.record_failure(
+            job.record_failure(
                 attempt.key, f"attempt {attempt.number} on {attempt.node} died:\n{attempt.error}\n"
             )
-        self.events.finished(attempt)
+        events.finished(attempt)
+        last[attempt.key] = attempt
+    return last
 
 
 @dataclass
@@ -71,8 +70,9 @@ class LocalExecutor:
     retries: int = 0
     name: ClassVar[str] = "local"
 
-    def run(self, job: FoldRunner, folds: Sequence[Fold], events: Events) -> dict[str, Attempt]:
-        return local_map(job, {f.name: f for f in folds}, self.retries, events, _error_of)
+    def run(self, job: FoldRunner, folds: Sequence[Fold], events: FoldEvents) -> dict[str, Attempt]:
+        items = {f.name: f for f in folds}
+        return _collect(local_map(job, items, self.retries, events.started, _error_of), job, events)
 
 
 @dataclass
@@ -91,13 +91,14 @@ class RayExecutor:
     device: str = "cpu"
     name: ClassVar[str] = "ray"
 
-    def run(self, job: FoldRunner, folds: Sequence[Fold], events: Events) -> dict[str, Attempt]:
+    def run(self, job: FoldRunner, folds: Sequence[Fold], events: FoldEvents) -> dict[str, Attempt]:
         if not folds:
             return {}
         with ray_session(self.address, self.workers * self.threads):
             resources = task_resources(self.device, self.threads, cluster_gpus())
             items = {f.name: f for f in folds}
-            return ray_map(job, items, resources, self.retries, _RecordCrashes(job, events), _error_of)
+            attempts = ray_map(job, items, resources, self.retries, events.started, _error_of)
+            return _collect(attempts, job, events)
 
 
 def make_executor(

@@ -36,7 +36,7 @@ def _now() -> str:
 
 
 class FoldMonitor:
-    """:class:`msmmt.core.cluster.Events` for folds: status files and a progress bar."""
+    """:class:`msmmt.evaluation.executors.FoldEvents`: status files and a progress bar."""
 
     def __init__(
         self,
