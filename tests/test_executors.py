@@ -176,7 +176,10 @@ def _cli(*args):
 
 @pytest.mark.slow
 def test_cli_loso_on_ray_trains_like_the_local_run(ray_cluster, tmp_path):
-    """The real trainer on a tiny model: the Ray run's predictions equal the local run's."""
+    """The real trainer on a tiny model: the Ray run's predictions equal the local run's;
+    --tensorboard logs the training curves of every fold."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     (tmp_path / "data").mkdir()
     manifest = write_manifest_dataset(tmp_path / "data", {"casme2/sub01": 3, "samm/006": 2, "smic/s3": 3})
     cfg = tmp_path / "tiny.yaml"
@@ -185,10 +188,14 @@ def test_cli_loso_on_ray_trains_like_the_local_run(ray_cluster, tmp_path):
         local = _cli("loso", cfg, "--data", manifest, "--out", tmp_path / "local")
     assert local.exit_code == 0, local.output
     distributed = _cli("loso", cfg, "--data", manifest, "--out", tmp_path / "ray",
-                       "--executor", "ray", "--retries", "1")
+                       "--executor", "ray", "--retries", "1", "--tensorboard")
     assert distributed.exit_code == 0, distributed.output
     assert "3 fold(s) run" in distributed.output and "report:" in distributed.output
     assert fold_predictions(tmp_path / "ray") == fold_predictions(tmp_path / "local")
+    events = EventAccumulator(str(tmp_path / "ray" / "tensorboard" / "smic_s3"))
+    events.Reload()
+    assert {"lr", "loss/train", "acc/train"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
     assert (tmp_path / "ray" / "metrics.csv").read_text() == (tmp_path / "local" / "metrics.csv").read_text()
     bad = _cli("loso", cfg, "--data", manifest, "--out", tmp_path / "x", "--address", "auto")
     assert bad.exit_code == 2 and "--address needs --executor ray" in bad.output
@@ -243,3 +250,28 @@ def test_cli_preprocess_on_ray_writes_the_local_cache(ray_cluster, tmp_path):
         assert (caches["ray"] / name).read_text() == (caches["local"] / name).read_text()
     files = {ex: {p.relative_to(c): p.read_bytes() for p in c.rglob("*.png")} for ex, c in caches.items()}
     assert len(files["local"]) >= 6 and files["ray"] == files["local"]
+
+
+# ---- TensorBoard -------------------------------------------------------------------------
+
+
+def test_tensorboard_logs_every_fold_history_and_nothing_else_changes(tmp_path, reference):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from msmmt.evaluation.tensorboard import TensorBoardFitPredict, scalar_tag
+
+    assert (scalar_tag("train_loss"), scalar_tag("val_uf1"), scalar_tag("lr")) == (
+        "loss/train", "uf1/val", "lr")
+    run = tmp_path / "run"
+    fit = TensorBoardFitPredict(centroid_fit_predict, run / "tensorboard")
+    summary = run_folds(Config(), make_samples(), run, fit, progress=False)
+    assert fold_predictions(run) == fold_predictions(reference)
+    for name in summary.ran:
+        history = pd.read_csv(run / "folds" / name / "history.csv")
+        events = EventAccumulator(str(run / "tensorboard" / name))
+        events.Reload()
+        assert sorted(events.Tags()["scalars"]) == ["loss/train", "loss/val"]
+        for column, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val")):
+            logged = events.Scalars(tag)
+            assert [e.step for e in logged] == list(history["epoch"])
+            np.testing.assert_allclose([e.value for e in logged], history[column], rtol=1e-6)

@@ -43,6 +43,13 @@ def loso(
         int, typer.Option(min=1, help="Folds at once on a local Ray (--executor ray).")
     ] = 2,
     retries: Annotated[int, RETRIES_OPT] = 0,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            help="Also write each fold's training curves to OUT/tensorboard/<fold> "
+            "(pip install 'msmmt[tensorboard]')."
+        ),
+    ] = False,
 ) -> None:
     """Cross-validate by subject (eval.protocol: loso, or kfold grouped by subject).
 
@@ -62,6 +69,7 @@ def loso(
         FoldsFailedError,
         RunDirMismatchError,
         build_folds,
+        default_fit_predict,
         fold_status,
         parse_shard,
         run_folds,
@@ -81,6 +89,11 @@ def loso(
         raise fail(str(err)) from None
     wanted = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
     run = output_dir(out, "runs/loso")
+    fit_predict = None
+    if tensorboard:
+        from msmmt.evaluation.tensorboard import TENSORBOARD_DIR, TensorBoardFitPredict
+
+        fit_predict = TensorBoardFitPredict(default_fit_predict, run / TENSORBOARD_DIR)
     try:
         samples = read_for_training(dataset, data, cfg.data)
         n_subjects = len({s.subject for s in samples})
@@ -89,8 +102,8 @@ def loso(
             f"({cfg.data.class_set} classes) -> {run}"
         )
         summary = run_folds(
-            cfg, samples, run, folds=wanted, shard=shard, progress=STATE.verbosity >= 0,
-            executor=runner,
+            cfg, samples, run, fit_predict=fit_predict, folds=wanted, shard=shard,
+            progress=STATE.verbosity >= 0, executor=runner,
         )
     except FoldsFailedError as err:
         typer.echo(f"error: {err}", err=True)
