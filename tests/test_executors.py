@@ -275,3 +275,10 @@ def test_tensorboard_logs_every_fold_history_and_nothing_else_changes(tmp_path, 
             logged = events.Scalars(tag)
             assert [e.step for e in logged] == list(history["epoch"])
             np.testing.assert_allclose([e.value for e in logged], history[column], rtol=1e-6)
+
+
+def test_ray_executor_without_ray_installed_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'msmmt\[ray\]'"):
+        run_folds(Config(), make_samples(), tmp_path, centroid_fit_predict, progress=False,
+                  executor=RayExecutor())
