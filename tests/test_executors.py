@@ -111,6 +111,23 @@ def test_local_executor_retries_a_failing_fold_and_records_it(tmp_path):
     assert (status.drop(index=name)["state"] == "done").all()
 
 
+def test_an_interrupted_run_leaves_its_running_fold_pending(tmp_path):
+    def interrupted_on_smic(cfg, train, test, fold_dir):
+        if fold_dir.name.startswith("smic"):
+            raise KeyboardInterrupt
+        return centroid_fit_predict(cfg, train, test, fold_dir)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_folds(Config(), make_samples(), tmp_path, interrupted_on_smic, progress=False)
+    status = pd.read_csv(tmp_path / "status.csv").set_index("fold")["state"].to_dict()
+    assert status == {
+        "casme2_s00": "done", "casme2_s02": "done", "casme2_s04": "done",
+        "smic_s01": "pending", "smic_s03": "pending", "smic_s05": "pending",
+    }
+    progress = pd.read_json(tmp_path / "progress.json", typ="series")
+    assert (progress["done"], progress["pending"], progress["running"]) == (3, 3, 0)
+
+
 def test_ray_gives_the_local_predictions_and_can_take_over_a_run(ray_cluster, tmp_path, reference):
     samples = make_samples()
     run = tmp_path / "mixed"

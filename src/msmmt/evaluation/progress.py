@@ -65,7 +65,13 @@ class FoldMonitor:
     def __enter__(self) -> FoldMonitor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        """On an interruption the folds that were running are pending again."""
+        if exc_type is not None:
+            for row in self.rows.values():
+                if row["state"] in ("running", "retrying"):
+                    row["state"] = "pending"
+            self._write()
         self.bar.close()
 
     def counts(self) -> dict[str, int]:
