@@ -14,7 +14,7 @@ whether the predictions equal the local run's, and the load average before and a
 (the machine may be shared: a busy one slows the parallel modes most).
 
     .venv/bin/python benchmarks/bench_executors.py
-    .venv/bin/python benchmarks/bench_executors.py --subjects 12 --epochs 5
+    .venv/bin/python benchmarks/bench_executors.py --subjects 12 --epochs 5 --rounds 3
 """
 
 from __future__ import annotations
@@ -88,38 +88,49 @@ def fold_results(run: Path) -> tuple[dict[str, str], list[float]]:
     return preds, seconds
 
 
+def measure(name: str, manifest: Path, out: Path, epochs: int, round_: int) -> tuple[dict, dict]:
+    """One mode's row, and its fold predictions."""
+    load_before = os.getloadavg()[0]
+    wall = run_mode(name, manifest, out, epochs)
+    preds, seconds = fold_results(out)
+    row = {
+        "round": round_,
+        "mode": name,
+        "workers": 1 if name == "local" else 2,
+        "folds": len(preds),
+        "epochs": epochs,
+        "wall_s": wall,
+        "folds_per_min": 60 * len(preds) / wall,
+        "fold_median_s": float(np.median(seconds)),
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+    return row, preds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=10)
     parser.add_argument("--clips", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="Repeat the three modes, in a rotated order each round (a shared machine's load drifts).",
+    )
     args = parser.parse_args()
-    rows = []
+    rows, modes, reference = [], ["local", "ray", "shards"], None
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
         manifest = write_set(data, args.subjects, args.clips)
-        reference = None
-        for name in ("local", "ray", "shards"):
-            load_before = os.getloadavg()[0]
-            wall = run_mode(name, manifest, Path(tmp) / name, args.epochs)
-            preds, seconds = fold_results(Path(tmp) / name)
-            reference = reference or preds
-            rows.append({
-                "mode": name,
-                "workers": 1 if name == "local" else 2,
-                "folds": len(preds),
-                "epochs": args.epochs,
-                "wall_s": wall,
-                "folds_per_min": 60 * len(preds) / wall,
-                "fold_median_s": float(np.median(seconds)),
-                "same_predictions": preds == reference,
-                "load_before": load_before,
-                "load_after": os.getloadavg()[0],
-            })
-    local = rows[0]["wall_s"]
+        for r in range(1, args.rounds + 1):
+            for name in modes[(r - 1) % 3 :] + modes[: (r - 1) % 3]:
+                row, preds = measure(name, manifest, Path(tmp) / f"{name}-{r}", args.epochs, r)
+                reference = reference or preds
+                rows.append({**row, "same_predictions": preds == reference})
+    local = {r["round"]: r["wall_s"] for r in rows if r["mode"] == "local"}
     for r in rows:
-        r["speedup_vs_local"] = local / r["wall_s"]
+        r["speedup_vs_local"] = local[r["round"]] / r["wall_s"]
     record("executors", rows)
 
 
