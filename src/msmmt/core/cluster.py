@@ -108,7 +108,10 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[None]:
     try:
         ray.init(address=address, log_to_driver=False, **kwargs)
     except ConnectionError as err:
-        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+        raise ConfigError(
+            f"--address {address}: cannot connect to a Ray cluster ({err}); a cluster with "
+            "token authentication (ray start's default) needs RAY_AUTH_MODE=token here"
+        ) from None
     try:
         yield
     finally:
