@@ -34,7 +34,7 @@ def ray_cluster():
     """A local Ray of 2 CPUs whose workers import the test fakes."""
     path = os.pathsep.join([str(TESTS), str(TESTS.parent / "src"), os.environ.get("PYTHONPATH", "")])
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False,
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}},
     )
     yield
@@ -109,6 +109,17 @@ def test_local_executor_retries_a_failing_fold_and_records_it(tmp_path):
     status = pd.read_csv(tmp_path / "status.csv").set_index("fold")
     assert status.loc[name, "state"] == "failed" and status.loc[name, "attempt"] == 3
     assert (status.drop(index=name)["state"] == "done").all()
+
+
+def test_each_shard_has_its_own_status_files(tmp_path):
+    samples = make_samples()
+    for shard in ("1/2", "2/2"):
+        run_folds(Config(), samples, tmp_path, centroid_fit_predict, shard=shard, progress=False)
+    one = pd.read_csv(tmp_path / "status.shard-1-of-2.csv")
+    two = pd.read_csv(tmp_path / "status.shard-2-of-2.csv")
+    assert len(one) == len(two) == 3 and not set(one["fold"]) & set(two["fold"])
+    assert (one["state"] == "done").all() and (two["state"] == "done").all()
+    assert not (tmp_path / "status.csv").exists()
 
 
 def test_an_interrupted_run_leaves_its_running_fold_pending(tmp_path):

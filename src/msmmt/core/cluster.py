@@ -103,8 +103,8 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[None]:
         yield
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    if address is None:
-        kwargs["num_cpus"] = num_cpus
+    if address is None:  # "local": a new Ray, even if `ray start` runs one on this machine
+        address, kwargs["num_cpus"] = "local", num_cpus
     try:
         ray.init(address=address, log_to_driver=False, **kwargs)
     except ConnectionError as err:
