@@ -42,6 +42,7 @@ class GlobalOptions:
     device: str | None = None
     overrides: list[str] = field(default_factory=list)
     verbosity: int = 0
+    threads: int | None = None
 
     def load(self, config: str | Path | None = None) -> Config:
         """The run's config: ``config`` (or the global ``--config``), then ``--set``,
@@ -62,6 +63,16 @@ DATA_OPT = typer.Option(
     "--data", help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess)."
 )
 DATASET_OPT = typer.Option(help="Reader of --data: precomputed or composite-release.")
+# Where the work runs (loso, preprocess).
+EXECUTOR_OPT = typer.Option(
+    help="local: in this process; ray: every fold / clip batch a Ray task "
+    "(pip install 'msmmt[ray]'), each of --threads CPUs (default 1) and 1 GPU on CUDA."
+)
+ADDRESS_OPT = typer.Option(
+    help="Ray cluster to join: auto (the one `ray start --head` runs here) or HOST:PORT. "
+    "Default: start a local Ray of --workers x --threads CPUs."
+)
+RETRIES_OPT = typer.Option(min=0, help="Retry a failed fold / clip batch (or a died task) N times.")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -117,6 +128,7 @@ def main(
     STATE.config, STATE.out, STATE.seed, STATE.device = config, out, seed, device
     STATE.overrides = list(set_ or [])
     STATE.verbosity = -1 if quiet else verbose
+    STATE.threads = threads
     if threads is not None:
         set_threads(threads)
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)

@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 
 from msmmt.cli.app import (
+    ADDRESS_OPT,
     CONFIG_ARG,
     DATA_OPT,
     DATASET_OPT,
+    EXECUTOR_OPT,
+    RETRIES_OPT,
     STATE,
     app,
     fail,
@@ -34,6 +37,19 @@ def loso(
         str | None,
         typer.Option(help="I/N: run folds I, I+N, I+2N, ... so N processes can share the work."),
     ] = None,
+    executor: Annotated[str, EXECUTOR_OPT] = "local",
+    address: Annotated[str | None, ADDRESS_OPT] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Folds at once on a local Ray (--executor ray).")
+    ] = 2,
+    retries: Annotated[int, RETRIES_OPT] = 0,
+    tensorboard: Annotated[
+        bool,
+        typer.Option(
+            help="Also write each fold's training curves to OUT/tensorboard/<fold> "
+            "(pip install 'msmmt[tensorboard]')."
+        ),
+    ] = False,
 ) -> None:
     """Cross-validate by subject (eval.protocol: loso, or kfold grouped by subject).
 
@@ -42,11 +58,13 @@ def loso(
     OUT/folds/<fold>/predictions.csv. Rerunning resumes: finished folds are skipped.
     A failing fold is recorded in its error.txt, the others go on, and the command
     exits with status 1. When every fold is done, OUT/report.md is written.
+    OUT/status.csv and OUT/progress.json follow the run (state and node of every fold).
     """
     from msmmt.cli.scores import write_and_print_report
     from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
+    from msmmt.evaluation.executors import make_executor
     from msmmt.evaluation.fit_predict import train_and_predict
     from msmmt.evaluation.runner import FoldsFailedError, RunDirMismatchError, run_folds
 
@@ -54,7 +72,16 @@ def loso(
     if not data.exists():
         raise fail(f"--data {data}: no such file or folder")
     wanted = _fold_selection(folds, shard)
+    try:
+        runner = make_executor(executor, address, workers, STATE.threads or 1, retries, cfg.device)
+    except ValueError as err:
+        raise fail(str(err)) from None
     run = output_dir(out, "runs/loso")
+    fit_predict = train_and_predict
+    if tensorboard:
+        from msmmt.evaluation.tensorboard import TENSORBOARD_DIR, TensorBoardFitPredict
+
+        fit_predict = TensorBoardFitPredict(train_and_predict, run / TENSORBOARD_DIR)
     try:
         samples = read_for_training(dataset, data, cfg.data)
         n_subjects = len({s.subject for s in samples})
@@ -63,8 +90,8 @@ def loso(
             f"({cfg.data.class_set} classes) -> {run}"
         )
         summary = run_folds(
-            cfg, samples, run, train_and_predict, folds=wanted, shard=shard,
-            progress=STATE.verbosity >= 0,
+            cfg, samples, run, fit_predict, folds=wanted, shard=shard,
+            progress=STATE.verbosity >= 0, executor=runner,
         )
     except FoldsFailedError as err:
         typer.echo(f"error: {err}", err=True)

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+from msmmt.cli.app import (
+    ADDRESS_OPT,
+    EXECUTOR_OPT,
+    RETRIES_OPT,
+    STATE,
+    app,
+    fail,
+    load_or_fail,
+    output_dir,
+)
 
 _NO_FRAMES = ("precomputed", "composite-release")
 
@@ -40,18 +49,31 @@ def preprocess(
         Path | None, typer.Option("--out", "-o", help="Cache folder (default: cache).")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes working on clips at once.")] = 1,
+    executor: Annotated[str, EXECUTOR_OPT] = "local",
+    address: Annotated[str | None, ADDRESS_OPT] = None,
+    retries: Annotated[int, RETRIES_OPT] = 0,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Clips per Ray task (--executor ray).")
+    ] = 4,
 ) -> None:
     """Align faces, magnify, and compute each clip's dynamic image and flow/strain image.
 
     Settings come from the config's `preprocess` section. Writes CACHE/manifest.csv
     (read it with the `precomputed` reader) and CACHE/failures.csv; a rerun only
     computes what is missing. Exits with status 1 when a clip failed.
+    With --executor ray the clips to compute run in batches as Ray tasks (on a local
+    Ray of --workers x --threads CPUs, or the cluster at --address).
     """
+    from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError
     from msmmt.data.readers import DATASETS, read_dataset
     from msmmt.preprocess.batch import preprocess_dataset
 
     cfg = load_or_fail()
+    if executor not in ("local", "ray"):
+        raise fail(f"--executor {executor}: expected local or ray")
+    if address is not None and executor != "ray":
+        raise fail("--address needs --executor ray")
     if dataset in _NO_FRAMES or dataset not in DATASETS:
         choices = ", ".join(d for d in DATASETS if d not in _NO_FRAMES)
         raise fail(f"dataset {dataset!r}: expected one of {choices}")
@@ -62,10 +84,22 @@ def preprocess(
     except (DatasetError, ValueError) as err:
         raise fail(str(err)) from None
     cache_dir = output_dir(out, "cache")
-    typer.echo(f"preprocessing {len(samples)} {dataset} clips -> {cache_dir} ({workers} workers)")
-    summary = preprocess_dataset(
-        samples, cfg.preprocess, cache_dir, workers=workers, progress=STATE.verbosity >= 0
+    map_clips = None
+    if executor == "ray":
+        from msmmt.preprocess.ray_batch import RayClipMap
+
+        map_clips = RayClipMap(address, workers, STATE.threads or 1, retries, batch_size)
+    typer.echo(
+        f"preprocessing {len(samples)} {dataset} clips -> {cache_dir} "
+        f"({executor}, {workers} workers)"
     )
+    try:
+        summary = preprocess_dataset(
+            samples, cfg.preprocess, cache_dir, workers=workers,
+            progress=STATE.verbosity >= 0, map_clips=map_clips,
+        )
+    except ConfigError as err:
+        raise fail(str(err)) from None
     typer.echo(str(summary))
     if summary.failed:
         raise typer.Exit(1)

@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from msmmt.config import Config, ConfigError, flat_settings, load_config, save_config
 from msmmt.core.io import atomic_write_json, atomic_write_text
 from msmmt.core.labels import class_names, label_indices
 from msmmt.core.records import Sample
+from msmmt.evaluation.executors import Executor, LocalExecutor
+from msmmt.evaluation.progress import FoldMonitor
 from msmmt.evaluation.protocols import Fold, check_no_leak, group_kfold, loso_folds
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "PREDICTIONS_FILE",
     "SAMPLES_FILE",
     "FitPredict",
+    "FoldJob",
     "FoldOutput",
     "FoldsFailedError",
     "FoldRunSummary",
@@ -267,6 +269,42 @@ def _run_fold(
     )
 
 
+@dataclass
+class FoldJob:
+    """One fold into ``out_dir/folds/<name>``: what every executor calls for every fold.
+
+    Writes predictions.csv, history.csv and finally done.json, each atomically, so a fold
+    killed at any point is simply redone on resume. Picklable (for Ray) when
+    ``fit_predict`` is.
+    """
+
+    cfg: Config
+    samples: list[Sample]
+    out_dir: Path
+    fit_predict: FitPredict
+
+    def __call__(self, fold: Fold) -> str | None:
+        """Run ``fold``: None when it is done, else the error (also written to error.txt)."""
+        fold_dir = self.out_dir / FOLDS_DIR / fold.name
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        (fold_dir / ERROR_FILE).unlink(missing_ok=True)
+        classes = class_names(self.cfg.data.class_set)
+        y = label_indices([s.label for s in self.samples], classes, [s.key for s in self.samples])
+        by_key = {s.key: s for s in self.samples}
+        labels = {s.key: int(i) for s, i in zip(self.samples, y, strict=True)}
+        try:
+            check_no_leak(fold, self.samples)
+            _run_fold(self.cfg, fold, by_key, labels, classes, fold_dir, self.fit_predict)
+        except Exception as err:
+            self.record_failure(fold.name, traceback.format_exc())
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    def record_failure(self, name: str, text: str) -> None:
+        """Write ``text`` to the fold's error.txt (e.g. the task running it died)."""
+        atomic_write_text(self.out_dir / FOLDS_DIR / name / ERROR_FILE, text)
+
+
 def run_folds(
     cfg: Config,
     samples: Sequence[Sample],
@@ -275,6 +313,7 @@ def run_folds(
     folds: Sequence[str] | None = None,
     shard: str | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> FoldRunSummary:
     """Run the folds of ``cfg.eval.protocol`` over ``samples`` into ``out_dir`` with ``fit_predict``.
 
@@ -285,29 +324,35 @@ def run_folds(
     ``KeyboardInterrupt`` / ``SystemExit`` stop the run at once (the fold stays unfinished
     and is redone on resume). Sample labels must be class names of ``cfg.data.class_set``.
     The summary's ``remaining`` lists the plan's folds still unfinished (other shards).
+    ``executor`` runs the unfinished folds (default :class:`LocalExecutor`: one after the
+    other in this process); ``RUN/status.csv`` and ``RUN/progress.json`` follow the run.
     """
     out = Path(out_dir)
     samples = list(samples)
     classes = class_names(cfg.data.class_set)
-    y = label_indices([s.label for s in samples], classes, [s.key for s in samples])
+    label_indices([s.label for s in samples], classes, [s.key for s in samples])  # fail early
     plan = build_folds(cfg, samples)
     selected = select_folds(plan, folds, shard)
     _prepare_run_dir(cfg, samples, plan, out)
 
-    by_key = {s.key: s for s in samples}
-    labels = {s.key: int(i) for s, i in zip(samples, y, strict=True)}
     summary = FoldRunSummary(out, [f.name for f in selected], plan=[f.name for f in plan])
-    bar = tqdm(selected, desc="folds", unit="fold", disable=not progress)
-    for fold in bar:
-        bar.set_postfix_str(fold.name)
+    pending = []
+    for fold in selected:
         if fold_status(out, fold.name) == "done":
             summary.skipped.append(fold.name)
-            continue
-        error = _guarded_fold(cfg, fold, samples, by_key, labels, classes, out, fit_predict)
-        if error is None:
+        else:
+            pending.append(fold)
+    executor = executor or LocalExecutor()
+    job = FoldJob(cfg, samples, out, fit_predict)
+    with FoldMonitor(out, summary.selected, summary.skipped, executor.name, shard, progress) as mon:
+        attempts = executor.run(job, pending, mon)
+    for fold in pending:
+        attempt = attempts[fold.name]
+        if attempt.error is None:
             summary.ran.append(fold.name)
         else:
-            summary.failed[fold.name] = error
+            summary.failed[fold.name] = attempt.error.splitlines()[0]
+            log.error("fold %s failed: %s", fold.name, summary.failed[fold.name])
     summary.remaining = [f.name for f in plan if fold_status(out, f.name) != "done"]
     log.info(
         "%s: %d fold(s) run, %d already done, %d failed",
@@ -316,19 +361,3 @@ def run_folds(
     if summary.failed:
         raise FoldsFailedError(summary)
     return summary
-
-
-def _guarded_fold(cfg, fold, samples, by_key, labels, classes, out, fit_predict) -> str | None:
-    """Run one fold; an exception is written to its error.txt and returned as a line."""
-    fold_dir = out / FOLDS_DIR / fold.name
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    (fold_dir / ERROR_FILE).unlink(missing_ok=True)
-    try:
-        check_no_leak(fold, samples)
-        _run_fold(cfg, fold, by_key, labels, classes, fold_dir, fit_predict)
-    except Exception as err:
-        atomic_write_text(fold_dir / ERROR_FILE, traceback.format_exc())
-        message = f"{type(err).__name__}: {err}"
-        log.error("fold %s failed: %s", fold.name, message)
-        return message
-    return None

@@ -9,9 +9,10 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,9 @@ __all__ = ["RunSummary", "preprocess_dataset"]
 log = logging.getLogger(__name__)
 
 FAILURE_COLUMNS = ("dataset", "subject", "clip", "stage", "error")
+
+ClipMap = Callable[[Callable[[Sample], "_Outcome"], list[Sample]], Iterable[tuple[int, object]]]
+"""Runs the per-clip function over clips elsewhere (see ``map_clips``)."""
 
 
 
@@ -115,7 +119,11 @@ def _init_worker(threads: int) -> None:
 
 
 def _outcomes(
-    samples: Sequence[Sample], cfg: PreprocessConfig, cache_dir: Path, workers: int
+    samples: Sequence[Sample],
+    cfg: PreprocessConfig,
+    cache_dir: Path,
+    workers: int,
+    map_clips: ClipMap | None = None,
 ) -> Iterator[tuple[int, _Outcome]]:
     """Outcome of every sample: cached ones first (checked here), then the computed ones."""
     todo = []
@@ -125,6 +133,12 @@ def _outcomes(
             todo.append(i)
         else:
             yield i, outcome
+    if map_clips is not None and todo:
+        work = partial(_process_sample, cfg=cfg, cache_dir=cache_dir)
+        for j, outcome in map_clips(work, [samples[i] for i in todo]):
+            ok = isinstance(outcome, _Outcome)
+            yield todo[j], outcome if ok else _Outcome("failed", stage="task", error=str(outcome))
+        return
     workers = min(workers, len(todo))
     if workers <= 1:
         for i in todo:
@@ -158,6 +172,7 @@ def preprocess_dataset(
     cache_dir: str | Path,
     workers: int = 1,
     progress: bool = True,
+    map_clips: ClipMap | None = None,
 ) -> RunSummary:
     """Preprocess ``samples`` into ``cache_dir`` and write its manifest and failure list.
 
@@ -165,7 +180,9 @@ def preprocess_dataset(
     recorded in ``failures.csv`` (dataset, subject, clip, stage, error) and the run
     goes on. ``manifest.csv`` lists every clip whose images exist, in sample order.
     ``workers > 1`` runs clips in that many processes (dlib's models are loaded once
-    per process).
+    per process). ``map_clips(work, samples)``, when given, runs the clips to compute
+    instead (e.g. :class:`msmmt.preprocess.ray_batch.RayClipMap`: batches as Ray tasks),
+    yielding ``(position, outcome or failure message)``.
     """
     from tqdm.auto import tqdm
 
@@ -176,7 +193,7 @@ def preprocess_dataset(
     outcomes: dict[int, _Outcome] = {}
     bar = tqdm(total=len(samples), desc="preprocess", unit="clip", disable=not progress)
     try:
-        for i, outcome in _outcomes(samples, cfg, cache_dir, workers):
+        for i, outcome in _outcomes(samples, cfg, cache_dir, workers, map_clips):
             outcomes[i] = outcome
             bar.update()
             if outcome.status == "failed":
