@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "AugmentConfig",
+    "BaselineConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -171,6 +172,35 @@ class EvalConfig(_Section):
     patience: int = Field(5, ge=1)
 
 
+class BaselineConfig(_Section):
+    """A reference model run in place of MSMMT under the same folds and report
+    (``docs/METHOD.md``, "Baselines"). ``kind: none`` trains MSMMT.
+
+    The pixel baselines see only the motion (u, v, strain) image of each clip, resized to
+    ``image_size`` and flattened; features are standardised with statistics of the
+    training fold only.
+    """
+
+    kind: Literal["none", "svm", "logreg", "ststnet"] = "none"
+    """``svm``: RBF support vector machine; ``logreg``: multinomial logistic regression;
+    ``ststnet``: the three-stream shallow CNN of Liong et al. (2019)."""
+    image_size: int = Field(28, ge=4)
+    """Side the motion image is resized to (STSTNet's input is 28 x 28 x 3)."""
+    C: float = Field(1.0, gt=0.0)
+    """Inverse regularisation strength of the SVM and the logistic regression."""
+    gamma: Literal["scale", "auto"] | float = "scale"
+    """RBF width of the SVM (scikit-learn's convention: ``scale`` = 1 / (D var(X)))."""
+    class_weight: Literal["balanced"] | None = "balanced"
+    """``balanced`` weights each class by N / (C n_c) of the training fold (SVM, logreg)."""
+    max_iter: int = Field(5000, ge=1)
+    """Iterations of the logistic regression's solver."""
+    epochs: int = Field(800, ge=1)
+    """STSTNet training epochs (the paper's 800); the last epoch's weights are tested."""
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(5e-5, gt=0.0)
+    """STSTNet's Adam learning rate (the paper's 5e-5)."""
+
+
 class Config(_Section):
     """A whole run. ``seed`` and ``device`` apply to every stage."""
 
@@ -182,6 +212,7 @@ class Config(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
 
 
 def _presets_dir() -> Path:

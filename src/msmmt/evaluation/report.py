@@ -24,6 +24,7 @@ from msmmt.config import Config, load_config
 from msmmt.core.io import atomic_path, atomic_write_text
 from msmmt.core.labels import class_names
 from msmmt.core.records import DatasetError
+from msmmt.engine.baselines import describe
 from msmmt.engine.metrics import confusion, per_class, scores, scores_by_group
 from msmmt.evaluation.runner import (
     CONFIG_FILE,
@@ -34,6 +35,7 @@ from msmmt.evaluation.runner import (
     PREDICTIONS_FILE,
     fold_status,
 )
+from msmmt.evaluation.uncertainty import METRICS, N_BOOT, noise_note, part_intervals
 
 __all__ = ["PAPER_TABLE2", "RunResults", "load_run", "metrics_table", "print_metrics", "write_report"]
 
@@ -139,8 +141,13 @@ def _indices(values: pd.Series, classes: Sequence[str]) -> np.ndarray:
     return np.array([index[v] for v in values], dtype=np.int64)
 
 
+CI_COLUMNS = [f"{m}_{end}" for m in METRICS for end in ("lo", "hi")]
+
+
 def metrics_table(results: RunResults) -> pd.DataFrame:
-    """Rows ``all`` and, with several datasets, one per dataset: part, n, acc, uar, uf1."""
+    """Rows ``all`` and, with several datasets, one per dataset: part, n, acc, uar, uf1 and
+    their 95% subject-bootstrap intervals ``<metric>_lo`` / ``<metric>_hi``
+    (:mod:`msmmt.evaluation.uncertainty`)."""
     p = results.predictions
     c = len(results.classes)
     t, y = _indices(p["true"], results.classes), _indices(p["predicted"], results.classes)
@@ -149,7 +156,18 @@ def metrics_table(results: RunResults) -> pd.DataFrame:
     if len(datasets) > 1:
         parts = scores_by_group(t, y, p["dataset"].to_numpy(), c)
         rows += [{"part": name, **s} for name, s in parts.items()]
-    return pd.DataFrame(rows, columns=["part", "n", "acc", "uar", "uf1"])
+    table = pd.DataFrame(rows, columns=["part", "n", "acc", "uar", "uf1"])
+    if not len(p):
+        return table.reindex(columns=[*table.columns, *CI_COLUMNS])
+    ci = part_intervals([p], results.classes)
+    return table.merge(ci[["part", *CI_COLUMNS]], on="part", how="left")
+
+
+def _ci(row, metric: str) -> str:
+    """``0.6420 [0.580, 0.702]``: the score and its interval."""
+    lo, hi = getattr(row, f"{metric}_lo"), getattr(row, f"{metric}_hi")
+    value = _fmt(getattr(row, metric))
+    return value if pd.isna(lo) else f"{value} [{lo:.3f}, {hi:.3f}]"
 
 
 def _paper(results: RunResults, part: str, metric: str) -> float | None:
@@ -169,6 +187,20 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _uncertainty_note(results: RunResults, table: pd.DataFrame) -> list[str]:
+    """The meaning of the intervals and the size of a difference within noise."""
+    if not len(results.predictions):
+        return []
+    row = table.iloc[0]
+    n_subjects = results.predictions["subject"].nunique()
+    return [
+        f"Intervals: 95% percentile bootstrap over subjects ({N_BOOT} resamples of the tested "
+        "subjects with replacement, each resample's predictions pooled and rescored; seed 0). "
+        + noise_note(len(results.predictions), n_subjects, row["uf1_lo"], row["uf1_hi"]),
+        "",
+    ]
+
+
 def _protocol_note(cfg: Config) -> str:
     proto = (
         "leave-one-subject-out (each subject is the test set once)"
@@ -186,6 +218,8 @@ def _protocol_note(cfg: Config) -> str:
             f"a fixed {cfg.train.epochs} epochs; the last epoch's model is tested, "
             "no epoch is selected"
         )
+    if cfg.baseline.kind != "none":
+        stop = f"baseline {describe(cfg.baseline)}, not MSMMT"
     return (
         f"Protocol: {proto}. Training: {stop}. Every fold is checked before it runs: no "
         "subject is in both its test set and its training or validation set. No model choice "
@@ -297,11 +331,12 @@ def print_metrics(results: RunResults, table: pd.DataFrame) -> None:
 
     done, n = len(results.folds("done")), len(results.status)
     t = Table(title=f"{done}/{n} folds done, pooled predictions", caption=str(results.run_dir))
-    for col in ("part", "n", "Acc", "UAR", "UF1", "paper UF1", "paper UAR"):
+    for col in ("part", "n", "Acc [95% CI]", "UAR [95% CI]", "UF1 [95% CI]", "paper UF1",
+                "paper UAR"):
         t.add_column(col, justify="left" if col == "part" else "right")
     for row in table.itertuples():
         t.add_row(
-            row.part, str(row.n), _fmt(row.acc), _fmt(row.uar), _fmt(row.uf1),
+            row.part, str(row.n), _ci(row, "acc"), _ci(row, "uar"), _ci(row, "uf1"),
             _fmt(_paper(results, row.part, "uf1")), _fmt(_paper(results, row.part, "uar")),
         )
     Console().print(t)
@@ -320,15 +355,17 @@ def _markdown(results: RunResults, table: pd.DataFrame, m: np.ndarray, figures: 
         ]
     out += [
         f"Class set `{cfg.data.class_set}` ({', '.join(results.classes)}), "
-        f"{len(results.predictions)} test predictions from {len(done)} folds.",
+        f"{len(results.predictions)} test predictions from {len(done)} folds. "
+        f"Model: {describe(cfg.baseline)}.",
         "",
         "## Scores (ours)",
         "",
         _md_table(
-            ["part", "n", "Acc", "UAR", "UF1"],
-            [(r.part, r.n, _fmt(r.acc), _fmt(r.uar), _fmt(r.uf1)) for r in table.itertuples()],
+            ["part", "n", "Acc [95% CI]", "UAR [95% CI]", "UF1 [95% CI]"],
+            [(r.part, r.n, _ci(r, "acc"), _ci(r, "uar"), _ci(r, "uf1")) for r in table.itertuples()],
         ),
         "",
+        *_uncertainty_note(results, table),
         "## The paper's published figures (not ours)",
         "",
     ]

@@ -58,6 +58,7 @@ __all__ = [
     "FoldsFailedError",
     "RunDirMismatchError",
     "RunSummary",
+    "baseline_fit_predict",
     "build_folds",
     "default_fit_predict",
     "fold_status",
@@ -152,6 +153,16 @@ def default_fit_predict(
     info["best_epoch"] = result.best_epoch
     probabilities = predict_proba(result.model, test, cfg)
     return FoldOutput(np.asarray(probabilities), list(result.history), info)
+
+
+def baseline_fit_predict(
+    cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
+) -> FoldOutput:
+    """Fit the baseline ``cfg.baseline.kind`` (:mod:`msmmt.engine.baselines`) on ``train``."""
+    from msmmt.engine.baselines import fit_baseline
+
+    result = fit_baseline(cfg, train, test)
+    return FoldOutput(result.probabilities, result.history, result.info)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -332,8 +343,11 @@ def run_folds(
     and the others go on; :class:`FoldsFailedError` is raised at the end if any failed.
     ``KeyboardInterrupt`` / ``SystemExit`` stop the run at once (the fold stays unfinished
     and is redone on resume). Sample labels must be class names of ``cfg.data.class_set``.
-    ``fit_predict`` None means :func:`default_fit_predict` (looked up at call time).
+    ``fit_predict`` None means :func:`baseline_fit_predict` when ``cfg.baseline.kind`` is
+    set, else :func:`default_fit_predict` (looked up at call time).
     """
+    if fit_predict is None and cfg.baseline.kind != "none":
+        fit_predict = baseline_fit_predict
     fit_predict = fit_predict or default_fit_predict
     out = Path(out_dir)
     samples = list(samples)
