@@ -34,6 +34,11 @@ def loso(
         str | None,
         typer.Option(help="I/N: run folds I, I+N, I+2N, ... so N processes can share the work."),
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated seeds, e.g. 0,1,2: one run per seed in OUT/seed-<n>, "
+                     "summarised (mean, spread) in OUT/seeds.md."),
+    ] = None,
 ) -> None:
     """Cross-validate by subject (eval.protocol: loso, or kfold grouped by subject).
 
@@ -43,6 +48,9 @@ def loso(
     A failing fold is recorded in its error.txt, the others go on, and the command
     exits with status 1. When every fold is done, OUT/report.md is written.
     """
+    if seeds is not None:
+        _loso_seeds(seeds, config, data, dataset, output_dir(out, "runs/loso"), folds, shard)
+        return
     from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
@@ -99,17 +107,51 @@ def loso(
     typer.echo(f"report: {write_report(run, echo=STATE.verbosity >= 0)}")
 
 
+def _loso_seeds(seeds: str, config, data, dataset, root: Path, folds, shard) -> None:
+    """``loso`` once per seed into ``root/seed-<n>``, then ``root/seeds.md`` when all are done."""
+    from msmmt.evaluation.comparison import ComparisonError, write_seed_summary
+
+    try:
+        values = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    before = STATE.seed
+    try:
+        for s in values:
+            STATE.seed = s
+            typer.echo(f"== seed {s}")
+            loso(config, data, dataset, root / f"seed-{s}", folds, shard, None)
+    finally:
+        STATE.seed = before
+    try:
+        typer.echo(f"seeds: {write_seed_summary(root)}")
+    except ComparisonError as err:
+        typer.echo(f"no seed summary yet: {err}")
+
+
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder written by `msmmt loso`.")],
 ) -> None:
     """Merge the finished folds of a run (from any shards) into report.md, metrics.csv,
-    predictions.csv and figures; print the scores. Exits 1 if no fold is finished."""
+    predictions.csv and figures; print the scores. Exits 1 if no fold is finished.
+    For a folder of seed-<n> runs (loso --seeds): each seed's report and RUN/seeds.md."""
     from msmmt.core.records import DatasetError
+    from msmmt.evaluation.comparison import ComparisonError, seed_dirs, write_seed_summary
     from msmmt.evaluation.report import load_run, write_report
 
     if not run.is_dir():
         raise fail(f"{run}: no such run folder")
+    if not (run / "config.yaml").is_file() and seed_dirs(run):
+        try:
+            for d in seed_dirs(run):
+                typer.echo(f"report: {write_report(d)}")
+            path = write_seed_summary(run)
+        except (ComparisonError, DatasetError) as err:
+            raise fail(str(err)) from None
+        typer.echo(path.read_text())
+        typer.echo(f"seeds: {path}")
+        return
     try:
         path = write_report(run, echo=STATE.verbosity >= 0)
         done = load_run(run).folds("done")
