@@ -22,9 +22,9 @@ def compare(
     ] = None,
     n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
 ) -> None:
-    """Compare runs made on the same samples and folds: Acc / UAR / UF1 with 95% subject-
-    bootstrap intervals (per part), the spread over seeds, and for each pair the paired
-    bootstrap of the UF1 difference. Runs on other samples or folds are refused."""
+    """Compare runs made on the same samples and folds: Acc / UAR / UF1 with 95%
+    subject-bootstrap intervals (per part), the spread over seeds, and for each pair the
+    paired bootstrap of the UF1 difference. Runs on other samples or folds are refused."""
     from msmmt.core.io import atomic_write_text
     from msmmt.core.records import DatasetError
     from msmmt.evaluation.comparison import ComparisonError, compare_runs, comparison_markdown
