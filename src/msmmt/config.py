@@ -24,6 +24,7 @@ from msmmt.core.labels import class_names
 
 __all__ = [
     "AugmentConfig",
+    "BaselineConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -189,6 +190,49 @@ class EvalConfig(_Section):
     """Share of the training subjects of each fold held out for early stopping."""
 
 
+class BaselineConfig(_Section):
+    """A reference model run in place of MSMMT under the same folds and report
+    (``docs/METHOD.md``, "Baselines"). ``kind: none`` trains MSMMT.
+
+    The pixel baselines see only the motion (u, v, strain) image of each clip, resized to
+    ``image_size`` and flattened; features are standardised with statistics of the
+    training fold only.
+    """
+
+    kind: Literal["none", "svm", "logreg", "ststnet"] = "none"
+    """``svm``: RBF support vector machine; ``logreg``: multinomial logistic regression;
+    ``ststnet``: the three-stream shallow CNN of Liong et al. (2019)."""
+    image_size: int = Field(28, ge=4)
+    """Side the motion image is resized to (STSTNet's input is 28 x 28 x 3)."""
+    C: float = Field(1.0, gt=0.0)
+    """Inverse regularisation strength of the SVM and the logistic regression."""
+    gamma: Literal["scale", "auto"] | float = "scale"
+    """RBF width of the SVM (scikit-learn's convention: ``scale`` = 1 / (D var(X)))."""
+    class_weight: Literal["balanced"] | None = "balanced"
+    """``balanced`` weights each class by N / (C n_c) of the training fold (SVM, logreg)."""
+    max_iter: int = Field(5000, ge=1)
+    """Iterations of the logistic regression's solver."""
+    epochs: int = Field(800, ge=1)
+    """STSTNet training epochs (the paper's 800); the last epoch's weights are tested."""
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(5e-5, gt=0.0)
+    """STSTNet's Adam learning rate (the paper's 5e-5)."""
+
+    def describe(self) -> str:
+        """One sentence naming the baseline and its settings, for reports."""
+        side = f"{self.image_size}x{self.image_size}x3"
+        if self.kind == "svm":
+            return (f"RBF SVM on the {side} motion-image pixels (C={self.C:g}, gamma={self.gamma}, "
+                    f"class_weight={self.class_weight}), scaler fitted on each training fold")
+        if self.kind == "logreg":
+            return (f"logistic regression on the {side} motion-image pixels (C={self.C:g}, "
+                    f"class_weight={self.class_weight}), scaler fitted on each training fold")
+        if self.kind == "ststnet":
+            return (f"STSTNet (Liong et al. 2019) on the {side} motion images, Adam lr {self.lr:g}, "
+                    f"batch {self.batch_size}, {self.epochs} epochs, last epoch tested")
+        return "MSMMT"
+
+
 class Config(_Section):
     """A whole run. ``seed`` and ``device`` apply to every stage.
 
@@ -209,6 +253,7 @@ class Config(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
 
     @model_validator(mode="before")
     @classmethod

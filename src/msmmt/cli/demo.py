@@ -29,7 +29,7 @@ def demo(
     from msmmt.cli.scores import write_and_print_report
     from msmmt.data.readers import read_dataset, read_for_training
     from msmmt.data.synthetic import generate
-    from msmmt.evaluation.fit_predict import train_and_predict
+    from msmmt.evaluation.fit_predict import fit_predict_for
     from msmmt.evaluation.runner import RunDirMismatchError, run_folds
     from msmmt.preprocess.batch import preprocess_dataset
 
@@ -65,7 +65,7 @@ def demo(
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
     try:
         samples = read_for_training("precomputed", cache_dir, cfg.data)
-        run_folds(cfg, samples, run_dir, train_and_predict, progress=progress)
+        run_folds(cfg, samples, run_dir, fit_predict_for(cfg), progress=progress)
     except RunDirMismatchError as err:
         raise fail(f"{err}\n(another config than the finished run's: use another --out)") from None
 

@@ -50,6 +50,11 @@ def loso(
             "(pip install 'msmmt[tensorboard]')."
         ),
     ] = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated seeds, e.g. 0,1,2: one run per seed in OUT/seed-<n>, "
+                     "summarised (mean, spread) in OUT/seeds.md."),
+    ] = None,
 ) -> None:
     """Cross-validate by subject (eval.protocol: loso, or kfold grouped by subject).
 
@@ -60,12 +65,17 @@ def loso(
     exits with status 1. When every fold is done, OUT/report.md is written.
     OUT/status.csv and OUT/progress.json follow the run (state and node of every fold).
     """
-    from msmmt.cli.scores import write_and_print_report
+    if seeds is not None:
+        root = output_dir(out, "runs/loso")
+        _loso_seeds(seeds, root, lambda run: loso(
+            config, data, dataset, run, folds, shard, executor, address, workers, retries,
+            tensorboard, None,
+        ))
+        return
     from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError
     from msmmt.data.readers import read_for_training
     from msmmt.evaluation.executors import make_executor
-    from msmmt.evaluation.fit_predict import train_and_predict
     from msmmt.evaluation.runner import FoldsFailedError, RunDirMismatchError, run_folds
 
     cfg = load_or_fail(config)
@@ -77,11 +87,7 @@ def loso(
     except ValueError as err:
         raise fail(str(err)) from None
     run = output_dir(out, "runs/loso")
-    fit_predict = train_and_predict
-    if tensorboard:
-        from msmmt.evaluation.tensorboard import TENSORBOARD_DIR, TensorBoardFitPredict
-
-        fit_predict = TensorBoardFitPredict(train_and_predict, run / TENSORBOARD_DIR)
+    fit_predict = _fit_predict(cfg, run, tensorboard)
     try:
         samples = read_for_training(dataset, data, cfg.data)
         n_subjects = len({s.subject for s in samples})
@@ -101,6 +107,25 @@ def loso(
         raise typer.Exit(1) from None
     except (DatasetError, ConfigError, RunDirMismatchError, ValueError) as err:
         raise fail(str(err)) from None
+    _finish(summary, run)
+
+
+def _fit_predict(cfg, run: Path, tensorboard: bool):
+    """The fold executor the config asks for, logging to TensorBoard with ``--tensorboard``."""
+    from msmmt.evaluation.fit_predict import fit_predict_for
+
+    fit_predict = fit_predict_for(cfg)
+    if tensorboard:
+        from msmmt.evaluation.tensorboard import TENSORBOARD_DIR, TensorBoardFitPredict
+
+        fit_predict = TensorBoardFitPredict(fit_predict, run / TENSORBOARD_DIR)
+    return fit_predict
+
+
+def _finish(summary, run: Path) -> None:
+    """Say what ran; write and print the report once every fold of the plan is done."""
+    from msmmt.cli.scores import write_and_print_report
+
     typer.echo(
         f"{len(summary.ran)} fold(s) run, {len(summary.skipped)} already done "
         f"(of {len(summary.selected)} selected)"
@@ -126,18 +151,53 @@ def _fold_selection(folds: str | None, shard: str | None) -> list[str] | None:
     return [f.strip() for f in folds.split(",") if f.strip()] if folds else None
 
 
+def _loso_seeds(seeds: str, root: Path, run_one) -> None:
+    """``run_one(root/seed-<n>)`` once per seed, then ``root/seeds.md`` when all are done."""
+    from msmmt.evaluation.comparison import ComparisonError, write_seed_summary
+
+    try:
+        values = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    before = STATE.seed
+    try:
+        for s in values:
+            STATE.seed = s
+            typer.echo(f"== seed {s}")
+            run_one(root / f"seed-{s}")
+    finally:
+        STATE.seed = before
+    try:
+        typer.echo(f"seeds: {write_seed_summary(root)}")
+    except ComparisonError as err:
+        typer.echo(f"no seed summary yet: {err}")
+
+
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder written by `msmmt loso`.")],
 ) -> None:
     """Merge the finished folds of a run (from any shards) into report.md, metrics.csv,
-    predictions.csv and figures; print the scores. Exits 1 if no fold is finished."""
+    predictions.csv and figures; print the scores. Exits 1 if no fold is finished.
+    For a folder of seed-<n> runs (loso --seeds): each seed's report and RUN/seeds.md."""
     from msmmt.cli.scores import write_and_print_report
     from msmmt.core.records import DatasetError
+    from msmmt.evaluation.comparison import ComparisonError, seed_dirs, write_seed_summary
+    from msmmt.evaluation.report import write_report
     from msmmt.evaluation.results import load_run
 
     if not run.is_dir():
         raise fail(f"{run}: no such run folder")
+    if not (run / "config.yaml").is_file() and seed_dirs(run):
+        try:
+            for d in seed_dirs(run):
+                typer.echo(f"report: {write_report(d)}")
+            path = write_seed_summary(run)
+        except (ComparisonError, DatasetError) as err:
+            raise fail(str(err)) from None
+        typer.echo(path.read_text())
+        typer.echo(f"seeds: {path}")
+        return
     try:
         path = write_and_print_report(run)
         done = load_run(run).folds("done")

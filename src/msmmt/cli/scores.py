@@ -6,7 +6,7 @@ from pathlib import Path
 
 from msmmt.cli.app import STATE
 from msmmt.config import departures_from_paper
-from msmmt.evaluation.report import format_score, write_report
+from msmmt.evaluation.report import format_ci, format_score, write_report
 from msmmt.evaluation.results import RunResults, load_run, metrics_table, paper_figure
 
 __all__ = ["print_scores", "write_and_print_report"]
@@ -20,12 +20,13 @@ def print_scores(results: RunResults) -> None:
 
     done, n = len(results.folds("done")), len(results.status)
     t = Table(title=f"{done}/{n} folds done, pooled predictions", caption=str(results.run_dir))
-    for col in ("part", "n", "Acc", "UAR", "UF1", "paper UF1", "paper UAR"):
+    for col in ("part", "n", "Acc [95% CI]", "UAR [95% CI]", "UF1 [95% CI]", "paper UF1",
+                "paper UAR"):
         t.add_column(col, justify="left" if col == "part" else "right")
     for row in metrics_table(results).itertuples():
         t.add_row(
-            row.part, str(row.n), format_score(row.acc), format_score(row.uar),
-            format_score(row.uf1), format_score(paper_figure(results, row.part, "uf1")),
+            row.part, str(row.n), format_ci(row, "acc"), format_ci(row, "uar"),
+            format_ci(row, "uf1"), format_score(paper_figure(results, row.part, "uf1")),
             format_score(paper_figure(results, row.part, "uar")),
         )
     console = Console()

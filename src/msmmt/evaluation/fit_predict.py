@@ -1,9 +1,9 @@
-"""The MSMMT executor of a fold: train on the fold's training subjects, predict its test subject.
+"""What a fold runs: train on the fold's training subjects, predict its test subject.
 
 :func:`train_and_predict` is what ``msmmt loso`` and ``msmmt demo`` hand to
 :func:`msmmt.evaluation.runner.run_folds`; the runner itself knows no model, so a
-baseline or another executor plugs in with the same signature
-``(cfg, train, test, fold_dir) -> FoldOutput``.
+baseline (:func:`baseline_fit_predict`) plugs in with the same signature
+``(cfg, train, test, fold_dir) -> FoldOutput``; :func:`fit_predict_for` picks by config.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import numpy as np
 
 from msmmt.config import Config
 from msmmt.core.records import Sample
+from msmmt.engine.baselines import fit_baseline
 from msmmt.engine.trainer import fit, predict_proba
 from msmmt.evaluation.protocols import Fold, check_no_leak, validation_split
-from msmmt.evaluation.runner import FoldOutput
+from msmmt.evaluation.runner import FitPredict, FoldOutput
 
-__all__ = ["train_and_predict"]
+__all__ = ["baseline_fit_predict", "fit_predict_for", "train_and_predict"]
 
 
 def train_and_predict(
@@ -48,3 +49,16 @@ def train_and_predict(
     info["best_epoch"] = result.best_epoch
     probabilities = predict_proba(result.model, test, cfg)
     return FoldOutput(np.asarray(probabilities), list(result.history), info)
+
+
+def baseline_fit_predict(
+    cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
+) -> FoldOutput:
+    """Fit the baseline ``cfg.baseline.kind`` (:mod:`msmmt.engine.baselines`) and predict ``test``."""
+    result = fit_baseline(cfg, train, test)
+    return FoldOutput(result.probabilities, result.history, result.info)
+
+
+def fit_predict_for(cfg: Config) -> FitPredict:
+    """The fold executor ``cfg`` asks for: the baseline ``cfg.baseline.kind``, else MSMMT."""
+    return train_and_predict if cfg.baseline.kind == "none" else baseline_fit_predict

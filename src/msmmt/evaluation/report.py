@@ -32,6 +32,7 @@ from msmmt.evaluation.results import (
     pooled_confusion,
 )
 from msmmt.evaluation.runner import CONFIG_FILE
+from msmmt.evaluation.uncertainty import N_BOOT, noise_note
 
 __all__ = ["METRICS_FILE", "POOLED_FILE", "REPORT_FILE", "format_score", "write_report"]
 
@@ -43,6 +44,27 @@ POOLED_FILE = "predictions.csv"
 def format_score(x: float | None) -> str:
     """A score with 4 decimals; a dash for a missing or undefined one."""
     return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4f}"
+
+
+def format_ci(row, metric: str) -> str:
+    """``0.6420 [0.580, 0.702]``: the score of a metrics-table row and its 95% interval."""
+    lo, hi = getattr(row, f"{metric}_lo"), getattr(row, f"{metric}_hi")
+    value = format_score(getattr(row, metric))
+    return value if pd.isna(lo) else f"{value} [{lo:.3f}, {hi:.3f}]"
+
+
+def _uncertainty_note(results: RunResults, table: pd.DataFrame) -> list[str]:
+    """The meaning of the intervals and the size of a difference within noise."""
+    if not len(results.predictions):
+        return []
+    row = table.iloc[0]
+    n_subjects = results.predictions["subject"].nunique()
+    return [
+        f"Intervals: 95% percentile bootstrap over subjects ({N_BOOT} resamples of the tested "
+        "subjects with replacement, each resample's predictions pooled and rescored; seed 0). "
+        + noise_note(len(results.predictions), n_subjects, row["uf1_lo"], row["uf1_hi"]),
+        "",
+    ]
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -68,6 +90,8 @@ def _protocol_note(cfg: Config) -> str:
             f"a fixed {cfg.train.epochs} epochs; the last epoch's model is tested, "
             "no epoch is selected"
         )
+    if cfg.baseline.kind != "none":
+        stop = f"baseline {cfg.baseline.describe()}, not MSMMT"
     return (
         f"Protocol: {proto}. Training: {stop}. Every fold is checked before it runs: no "
         "subject is in both its test set and its training or validation set. No model choice "
@@ -153,17 +177,19 @@ def _header(results: RunResults, table: pd.DataFrame) -> list[str]:
             "",
         ]
     rows = [
-        (r.part, r.n, format_score(r.acc), format_score(r.uar), format_score(r.uf1))
+        (r.part, r.n, format_ci(r, "acc"), format_ci(r, "uar"), format_ci(r, "uf1"))
         for r in table.itertuples()
     ]
     return out + [
         f"Class set `{results.config.data.class_set}` ({', '.join(results.classes)}), "
-        f"{len(results.predictions)} test predictions from {len(done)} folds.",
+        f"{len(results.predictions)} test predictions from {len(done)} folds. "
+        f"Model: {results.config.baseline.describe()}.",
         "",
         "## Scores (ours)",
         "",
-        _md_table(["part", "n", "Acc", "UAR", "UF1"], rows),
+        _md_table(["part", "n", "Acc [95% CI]", "UAR [95% CI]", "UF1 [95% CI]"], rows),
         "",
+        *_uncertainty_note(results, table),
     ]
 
 

@@ -28,6 +28,7 @@ from msmmt.evaluation.runner import (
     PREDICTIONS_FILE,
     fold_status,
 )
+from msmmt.evaluation.uncertainty import METRICS, part_intervals
 
 __all__ = [
     "PAPER_TABLE2",
@@ -129,8 +130,13 @@ def load_run(run_dir: str | Path) -> RunResults:
     return RunResults(run, cfg, classes, status, predictions, history, errors)
 
 
+CI_COLUMNS = [f"{m}_{end}" for m in METRICS for end in ("lo", "hi")]
+
+
 def metrics_table(results: RunResults) -> pd.DataFrame:
-    """Rows ``all`` and, with several datasets, one per dataset: part, n, acc, uar, uf1."""
+    """Rows ``all`` and, with several datasets, one per dataset: part, n, acc, uar, uf1 and
+    their 95% subject-bootstrap intervals ``<metric>_lo`` / ``<metric>_hi``
+    (:mod:`msmmt.evaluation.uncertainty`)."""
     p = results.predictions
     c = len(results.classes)
     t, y = label_indices(p["true"].tolist(), results.classes), label_indices(
@@ -141,7 +147,11 @@ def metrics_table(results: RunResults) -> pd.DataFrame:
     if len(datasets) > 1:
         parts = scores_by_group(t, y, p["dataset"].to_numpy(), c)
         rows += [{"part": name, **s} for name, s in parts.items()]
-    return pd.DataFrame(rows, columns=["part", "n", "acc", "uar", "uf1"])
+    table = pd.DataFrame(rows, columns=["part", "n", "acc", "uar", "uf1"])
+    if not len(p):
+        return table.reindex(columns=[*table.columns, *CI_COLUMNS])
+    ci = part_intervals([p], results.classes)
+    return table.merge(ci[["part", *CI_COLUMNS]], on="part", how="left")
 
 
 def pooled_confusion(results: RunResults) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""`msmmt compare` and multi-seed runs: the comparison table against the pooled scores, paired
+differences, seed spreads, and refusal of runs on other samples, folds or unfinished."""
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from eval_fakes import (
+    CLASSES,
+    centroid_fit_predict,
+    hashed_fit_predict,
+    make_samples,
+    write_manifest_dataset,
+)
+from typer.testing import CliRunner
+
+from msmmt.cli import app
+from msmmt.config import Config
+from msmmt.engine.metrics import scores
+from msmmt.evaluation.comparison import ComparisonError, compare_runs, write_seed_summary
+from msmmt.evaluation.runner import FoldOutput, run_folds
+
+DATASETS = ("casme2", "samm", "smic")
+
+
+def seeded_fit_predict(cfg, train, test, fold_dir):
+    """Random probabilities that depend on the clip and on cfg.seed."""
+    p = np.stack([
+        np.random.default_rng(zlib.crc32(f"{cfg.seed}/{s.key}".encode())).dirichlet(np.ones(3))
+        for s in test
+    ])
+    return FoldOutput(p)
+
+
+def _uf1(frame: pd.DataFrame) -> float:
+    idx = {c: i for i, c in enumerate(CLASSES)}
+    return scores(frame["true"].map(idx).to_numpy(), frame["predicted"].map(idx).to_numpy(), 3)["uf1"]
+
+
+def _pooled(run) -> pd.DataFrame:
+    return pd.concat(pd.read_csv(p) for p in sorted((run / "folds").glob("*/predictions.csv")))
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    samples = make_samples(n_subjects=9, clips=(4, 5, 6), datasets=DATASETS, noise=0.4)
+    run_folds(Config(), samples, tmp_path / "centroid", centroid_fit_predict, progress=False)
+    run_folds(Config(), samples, tmp_path / "random", hashed_fit_predict, progress=False)
+    return tmp_path, samples
+
+
+def test_table_and_paired_differences(two_runs):
+    root, _ = two_runs
+    c = compare_runs([root / "centroid", root / "random"], n_boot=300)
+    table = c.table.set_index(["run", "part"])
+    assert set(table.index) == {(r, p) for r in ("centroid", "random") for p in ("all", *DATASETS)}
+    for run in ("centroid", "random"):
+        pooled = _pooled(root / run)
+        assert table.loc[(run, "all"), "uf1"] == pytest.approx(_uf1(pooled))
+        smic = pooled[pooled["dataset"] == "smic"]
+        assert table.loc[(run, "smic"), "uf1"] == pytest.approx(_uf1(smic))
+        row = table.loc[(run, "all")]
+        assert row["uf1_lo"] <= row["uf1"] <= row["uf1_hi"] and row["seeds"] == 1
+    pairs = c.pairs.set_index("part")
+    assert list(pairs.index) == ["all", *DATASETS]
+    diff = table.loc[("centroid", "all"), "uf1"] - table.loc[("random", "all"), "uf1"]
+    assert pairs.loc["all", "uf1_diff"] == pytest.approx(diff)
+    assert pairs.loc["all", "lo"] <= pairs.loc["all", "uf1_diff"] <= pairs.loc["all", "hi"]
+    # the centroid classifier is far better than chance here
+    assert pairs.loc["all", "lo"] > 0 and pairs.loc["all", "p_a_better"] > 0.95
+
+
+def test_refuses_other_samples_other_folds_and_unfinished_runs(two_runs):
+    root, samples = two_runs
+    other = make_samples(n_subjects=9, clips=(4, 5, 6), datasets=DATASETS, noise=0.4, seed=5)
+    run_folds(Config(), other, root / "other", hashed_fit_predict, progress=False)
+    with pytest.raises(ComparisonError, match="different samples"):
+        compare_runs([root / "centroid", root / "other"])
+    kfold = Config.model_validate({"eval": {"protocol": "kfold", "k": 3}})
+    run_folds(kfold, samples, root / "kfold", hashed_fit_predict, progress=False)
+    with pytest.raises(ComparisonError, match="different folds"):
+        compare_runs([root / "centroid", root / "kfold"])
+    run_folds(Config(), samples, root / "partial", hashed_fit_predict, folds=["casme2_s00"],
+              progress=False)
+    with pytest.raises(ComparisonError, match="8 of 9 folds are not finished"):
+        compare_runs([root / "centroid", root / "partial"])
+    with pytest.raises(ComparisonError, match="not a run directory"):
+        compare_runs([root / "centroid", root / "nothing"])
+
+
+def test_seeds_are_summarised_as_mean_and_spread(tmp_path):
+    samples = make_samples(n_subjects=8, datasets=DATASETS)
+    for seed in (0, 1, 2):
+        cfg = Config(seed=seed)
+        run_folds(cfg, samples, tmp_path / "multi" / f"seed-{seed}", seeded_fit_predict, progress=False)
+    seed_uf1 = [_uf1(_pooled(tmp_path / "multi" / f"seed-{s}")) for s in (0, 1, 2)]
+    assert len(set(seed_uf1)) == 3  # the seeds differ
+    c = compare_runs([tmp_path / "multi"], n_boot=200)
+    row = c.table.set_index("part").loc["all"]
+    assert row["seeds"] == 3
+    assert row["uf1"] == pytest.approx(np.mean(seed_uf1))
+    assert row["uf1_sd"] == pytest.approx(np.std(seed_uf1, ddof=1))
+    assert (row["uf1_min"], row["uf1_max"]) == pytest.approx((min(seed_uf1), max(seed_uf1)))
+    text = write_seed_summary(tmp_path / "multi", n_boot=200).read_text()
+    assert "| multi | all | 3 |" in text and "sd " in text
+
+
+def _cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_loso_seeds_and_compare(tmp_path, monkeypatch):
+    monkeypatch.setattr("msmmt.evaluation.fit_predict.train_and_predict", seeded_fit_predict)
+    manifest = write_manifest_dataset(tmp_path, {"casme2/a": 3, "smic/b": 2, "samm/c": 3})
+    r = _cli("loso", "--data", manifest, "--out", tmp_path / "runs", "--seeds", "0,1")
+    assert r.exit_code == 0, r.output
+    for seed in (0, 1):
+        saved = yaml.safe_load((tmp_path / "runs" / f"seed-{seed}" / "config.yaml").read_text())
+        assert saved["seed"] == seed
+        assert (tmp_path / "runs" / f"seed-{seed}" / "report.md").is_file()
+    assert (tmp_path / "runs" / "seeds.md").is_file()
+    r = _cli("--seed", "3", "loso", "--data", manifest, "--out", tmp_path / "single")
+    assert r.exit_code == 0, r.output
+    r = _cli("compare", tmp_path / "runs", tmp_path / "single", "--out", tmp_path / "cmp")
+    assert r.exit_code == 0, r.output
+    assert "Paired differences" in r.output and "| runs | single | all |" in r.output
+    assert len(pd.read_csv(tmp_path / "cmp" / "pairs.csv")) == 4  # all + 3 datasets
+    rep = _cli("report", tmp_path / "runs")
+    assert rep.exit_code == 0 and "UF1 over seeds" in rep.output
+    bad = _cli("loso", "--data", manifest, "--out", tmp_path / "x", "--seeds", "0,a")
+    assert bad.exit_code == 2 and "expected comma-separated integers" in bad.output
+    (tmp_path / "o").mkdir()
+    other = write_manifest_dataset(tmp_path / "o", {"casme2/a": 2, "smic/b": 2})
+    assert _cli("loso", "--data", other, "--out", tmp_path / "other").exit_code == 0
+    refused = _cli("compare", tmp_path / "single", tmp_path / "other")
+    assert refused.exit_code == 2 and "different samples" in refused.output
+    assert "Traceback" not in refused.output
