@@ -67,6 +67,11 @@ class PreprocessConfig(_Section):
     (0.24 fits the 68 landmarks' box, about 3.7 eye distances on each side, with the margin)."""
     face_search_frames: int = Field(5, ge=1)
     """Frames tried, from the first, until dlib finds a face; none found is a DatasetError."""
+    face_cascade: list[
+        Literal["hog", "hog-upsampled", "hog-equalized", "face-crop", "cnn"]
+    ] = Field(default_factory=lambda: ["hog", "hog-upsampled", "hog-equalized", "face-crop", "cnn"])
+    """Face detection steps, tried in order on each searched frame until one finds a face
+    (see :mod:`msmmt.ops.face`); the step that did is reported in the clip's info."""
     align: bool = True
     magnify: bool = True
     magnify_alpha: float = Field(10.0, ge=0.0)
@@ -77,6 +82,12 @@ class PreprocessConfig(_Section):
     dynamic_image: Literal["approximate", "ranksvm"] = "approximate"
     image_size: int = Field(224, ge=16)
     """Side of the cached modality images (texture and motion)."""
+
+    @model_validator(mode="after")
+    def _check_cascade(self) -> PreprocessConfig:
+        if not self.face_cascade or len(set(self.face_cascade)) != len(self.face_cascade):
+            raise ValueError("face_cascade must be a non-empty list of steps without repeats")
+        return self
 
 
 class ModelConfig(_Section):

@@ -20,7 +20,6 @@ from msmmt.config import PreprocessConfig
 from msmmt.core.io import atomic_path
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import load_frames, write_manifest
-from msmmt.ops.face import face_landmarks
 from msmmt.ops.landmarks import detect_landmarks
 from msmmt.preprocess import cache
 from msmmt.preprocess.clip import (
@@ -107,7 +106,7 @@ def _process_sample(
         if faces is None:
             with clock("load"):
                 frames = load_frames(sample, first=onset, last=end)
-            faces = align_clip(frames, rng.relative(), cfg, face_landmarks, sample.key, clock)
+            faces = align_clip(frames, rng.relative(), cfg, None, sample.key, clock)
             with clock("write"):
                 cache.save_faces(entries.faces, faces)
         images = modality_images(faces.frames, rng.relative(), cfg, missing, clock)

@@ -29,7 +29,7 @@ import numpy as np
 from msmmt.config import PreprocessConfig
 from msmmt.core.records import DatasetError
 from msmmt.ops.dynamic_image import dynamic_image
-from msmmt.ops.face import AlignedFaces, LandmarksFn, align_faces, face_landmarks
+from msmmt.ops.face import AlignedFaces, LandmarksFn, align_faces
 from msmmt.ops.flow import motion_image, tvl1_flow
 from msmmt.ops.magnify import magnify
 from msmmt.ops.scaling import resize_square
@@ -163,7 +163,7 @@ def align_clip(
     frames: np.ndarray,
     rng: ClipRange,
     cfg: PreprocessConfig,
-    landmarks_fn: LandmarksFn,
+    landmarks_fn: LandmarksFn | None,
     clip: str,
     clock: StageClock,
 ) -> AlignedFaces:
@@ -181,6 +181,7 @@ def _info(rng: ClipRange, faces: AlignedFaces, cfg: PreprocessConfig, clock: Sta
         "detected_frame": None
         if faces.detected_frame is None
         else rng.onset + faces.detected_frame,
+        "face_step": faces.face_step,
         "landmarks": None if faces.landmarks is None else (faces.landmarks * to_image).tolist(),
         "eye_targets": None if faces.eye_targets is None else faces.eye_targets.tolist(),
         "ms": dict(clock.ms),
@@ -192,7 +193,7 @@ def process_clip(
     onset_idx: int,
     apex_idx: int | None,
     cfg: PreprocessConfig,
-    landmarks_fn: LandmarksFn = face_landmarks,
+    landmarks_fn: LandmarksFn | None = None,
     offset_idx: int | None = None,
     clip: str = "clip",
 ) -> ClipImages:
