@@ -127,7 +127,9 @@ def predict(
     The clip is preprocessed with the checkpoint's settings (face alignment,
     magnification, dynamic image, TV-L1 flow and strain). Frame numbers are the
     clip's own (as in its file names); without them, onset and offset are the first
-    and last frames and the apex the middle one, and the output says so.
+    and last frames and the apex is estimated from the facial motion (the peak of the
+    grey change against the first frame in the brow, nose and mouth regions), and the
+    output says so.
     """
     predictor, a = _analyse(model, clip, onset, apex, offset)
     names, sample, proba = predictor.class_names, a.sample, a.probabilities

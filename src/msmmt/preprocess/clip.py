@@ -32,6 +32,7 @@ from msmmt.ops.dynamic_image import dynamic_image
 from msmmt.ops.face import AlignedFaces, LandmarksFn, align_faces
 from msmmt.ops.flow import motion_image, tvl1_flow
 from msmmt.ops.magnify import magnify
+from msmmt.ops.motion_signal import clip_key_frames
 from msmmt.ops.scaling import resize_square
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "StageClock",
     "align_clip",
     "clip_range",
+    "estimate_apex",
     "modality_images",
     "process_clip",
 ]
@@ -172,6 +174,24 @@ def align_clip(
         return align_faces(frames[rng.onset : rng.end + 1], cfg, landmarks_fn, clip)
 
 
+def estimate_apex(faces: AlignedFaces, rng: ClipRange) -> tuple[ClipRange, dict]:
+    """``rng`` with its apex moved to the peak of the facial motion of the aligned
+    ``faces`` (onset..end, :func:`msmmt.ops.motion_signal.clip_key_frames`), and what
+    was estimated (onset, apex, offset as positions in the clip, and how)."""
+    size = faces.frames.shape[1]
+    landmarks = faces.landmarks
+    if landmarks is None:  # no alignment: the regions of a face that fills the crop
+        landmarks = np.array([[size / 2, size / 2]] * 68)
+    found = clip_key_frames(faces.frames, landmarks)
+    estimate = {
+        "onset": rng.onset + found.onset,
+        "apex": rng.onset + found.apex,
+        "offset": rng.onset + found.offset,
+        "method": found.method,
+    }
+    return ClipRange(rng.onset, estimate["apex"], rng.offset), estimate
+
+
 def _info(rng: ClipRange, faces: AlignedFaces, cfg: PreprocessConfig, clock: StageClock) -> dict:
     to_image = cfg.image_size / cfg.face_size
     return {
@@ -196,16 +216,26 @@ def process_clip(
     landmarks_fn: LandmarksFn | None = None,
     offset_idx: int | None = None,
     clip: str = "clip",
+    estimate: bool = False,
 ) -> ClipImages:
     """Texture, motion and face images of one clip (T, H, W, 3) uint8 RGB.
 
     Indices are 0-based positions in ``frames``; ``offset_idx`` defaults to the last
-    frame and ``apex_idx=None`` to the middle of onset..offset. Raises DatasetError
-    (naming ``clip``) for bad indices or a clip without a detectable face.
+    frame and ``apex_idx=None`` to the middle of onset..offset, or, with
+    ``estimate=True``, to the peak of the facial motion (:func:`estimate_apex`; the
+    estimate is in ``info["estimate"]``). Raises DatasetError (naming ``clip``) for
+    bad indices or a clip without a detectable face.
     """
     frames = np.asarray(frames)
     rng = clip_range(len(frames), onset_idx, apex_idx, offset_idx, clip)
     clock = StageClock()
     faces = align_clip(frames, rng, cfg, landmarks_fn, clip, clock)
+    estimated = None
+    if estimate and apex_idx is None:
+        with clock("estimate"):
+            rng, estimated = estimate_apex(faces, rng)
     images = modality_images(faces.frames, rng.relative(), cfg, IMAGES, clock)
-    return ClipImages(**images, info=_info(rng, faces, cfg, clock))
+    info = _info(rng, faces, cfg, clock)
+    if estimated is not None:
+        info["estimate"] = estimated
+    return ClipImages(**images, info=info)

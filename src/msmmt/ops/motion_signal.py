@@ -1,0 +1,158 @@
+"""Facial motion over time as a 1-D signal, and the key frames it implies.
+
+Both work on *region images*: grey face crops, downscaled, blurred with a Gaussian
+of ``blur`` pixels (sensor noise averages out, sub-pixel motion survives as a grey
+change ``|dI| ~ |grad I . d|``), and a mask of facial regions from the 68 landmarks
+(:func:`region_mask`: brows, nose and mouth; the eyes are left out, so that blinks
+do not count as expressions). See ``docs/METHOD.md``, "Spotting".
+
+- Within a clip (:func:`deviation_signal`, :func:`key_frames`): the deviation of each
+  frame from the first, ``D(t) = mean_{p in R} |F_t(p) - F_0(p)|``, smoothed; the apex
+  is its peak, onset and offset the last / first frames around it below
+  ``D_0 + f (D_apex - D_0)``, ``D_0`` the signal's 10th percentile.
+- In a long video (:func:`bump_signal`): a frame that differs from both the frame
+  ``k`` before and the frame ``k`` after *in the same direction* is inside a short
+  expression: ``S(t) = sqrt(mean_{p in R} max(0, (F_t - F_{t-k}) (F_t - F_{t+k})))``.
+  A ramp (the onset or offset of a long expression) and a uniform head motion change
+  the grey levels monotonically, so the two differences have opposite signs and add
+  nothing; the plateau of a long expression differs from neither neighbour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "REGIONS",
+    "KeyFrames",
+    "bump_signal",
+    "clip_key_frames",
+    "deviation_signal",
+    "key_frames",
+    "region_image",
+    "region_images",
+    "region_mask",
+    "smooth",
+    "stabilise",
+]
+
+REGIONS = {
+    "brows": tuple(range(17, 27)),
+    "nose": tuple(range(27, 36)),
+    "mouth": tuple(range(48, 68)),
+}
+"""Landmark groups (0-based, dlib's 68) whose surroundings make up the motion regions."""
+
+
+def region_mask(landmarks: np.ndarray, shape: tuple[int, int], radius: float) -> np.ndarray:
+    """(H, W) bool: pixels within ``radius`` of a landmark of :data:`REGIONS`."""
+    mask = np.zeros(shape, np.uint8)
+    r = max(1, int(round(radius)))
+    for group in REGIONS.values():
+        for x, y in landmarks[list(group)]:
+            cv2.circle(mask, (int(round(x)), int(round(y))), r, 1, -1)
+    return mask.astype(bool)
+
+
+def region_image(frame: np.ndarray, size: int, blur: float) -> np.ndarray:
+    """One (H, W[, 3]) uint8 face crop -> (size, size) float32 grey, blurred by ``blur`` px
+    and standardised (zero mean, unit standard deviation: brightness flicker cancels)."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+    small = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if blur > 0:
+        small = cv2.GaussianBlur(small, (0, 0), blur)
+    return (small - small.mean()) / max(float(small.std()), 1e-6)
+
+
+def stabilise(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``image`` shifted onto ``reference`` by their phase-correlation translation
+    (sub-pixel; removes head drift, which would otherwise read as facial motion)."""
+    (dx, dy), _ = cv2.phaseCorrelate(reference, image)
+    shift = np.array([[1.0, 0.0, -dx], [0.0, 1.0, -dy]])
+    h, w = image.shape
+    return cv2.warpAffine(image, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def region_images(frames: np.ndarray, size: int, blur: float) -> np.ndarray:
+    """(T, H, W[, 3]) uint8 face crops -> (T, size, size) float32 :func:`region_image` s,
+    each stabilised onto the first."""
+    out = np.empty((len(frames), size, size), np.float32)
+    for t, frame in enumerate(frames):
+        image = region_image(frame, size, blur)
+        out[t] = image if t == 0 else stabilise(image, out[0])
+    return out
+
+
+def smooth(signal: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over ``width`` frames (odd; edges use the frames that exist)."""
+    signal = np.asarray(signal, dtype=np.float64)
+    if width <= 1 or len(signal) < 2:
+        return signal.copy()
+    kernel = np.ones(width | 1)
+    sums = np.convolve(signal, kernel, "same")
+    counts = np.convolve(np.ones_like(signal), kernel, "same")
+    return sums / counts
+
+
+def deviation_signal(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``D(t) = mean_{p in mask} |F_t(p) - F_0(p)|`` of region images (T, H, W): (T,)."""
+    inside = images[:, mask]
+    return np.abs(inside - inside[0]).mean(1)
+
+
+def bump_signal(images: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """``S(t)`` of the module docstring for region images (T, H, W); 0 within ``k`` of the ends."""
+    inside = images[:, mask]
+    out = np.zeros(len(images))
+    if k < 1 or len(images) <= 2 * k:
+        return out
+    centre = inside[k:-k]
+    product = (centre - inside[: -2 * k]) * (centre - inside[2 * k :])
+    out[k:-k] = np.sqrt(np.maximum(product, 0.0).mean(1))
+    return out
+
+
+@dataclass(frozen=True)
+class KeyFrames:
+    """Onset, apex and offset (0-based positions) estimated from a motion signal."""
+
+    onset: int
+    apex: int
+    offset: int
+    signal: np.ndarray
+    """The smoothed signal they were read from."""
+    method: str
+    """How they were obtained, in words."""
+
+
+def key_frames(signal: np.ndarray, fraction: float = 0.2, width: int = 3) -> KeyFrames:
+    """Apex at the peak of the smoothed ``signal``; onset / offset where it crosses
+    ``D_0 + fraction (D_apex - D_0)`` before / after the apex (module docstring)."""
+    s = smooth(signal, width)
+    apex = int(np.argmax(s))
+    base = float(np.percentile(s, 10))
+    level = base + fraction * (s[apex] - base)
+    below = np.flatnonzero(s[:apex] < level)
+    onset = int(below[-1]) if len(below) else 0
+    after = np.flatnonzero(s[apex:] < level)
+    offset = apex + int(after[0]) if len(after) else len(s) - 1
+    method = (
+        f"facial motion: peak of the mean grey change against the first frame in the brow, "
+        f"nose and mouth regions (smoothed over {width} frames); onset/offset at "
+        f"{fraction:.0%} of the rise"
+    )
+    return KeyFrames(onset, apex, offset, s, method)
+
+
+def clip_key_frames(
+    faces: np.ndarray, landmarks: np.ndarray, size: int = 112, blur: float = 1.5
+) -> KeyFrames:
+    """Onset, apex and offset of a clip of aligned faces (T, S, S, 3) uint8 whose (68, 2)
+    ``landmarks`` are in the faces' pixels: :func:`key_frames` of :func:`deviation_signal`."""
+    scale = size / faces.shape[1]
+    images = region_images(faces, size, blur)
+    mask = region_mask(np.asarray(landmarks) * scale, (size, size), 0.1 * size)
+    return key_frames(deviation_signal(images, mask))
