@@ -76,13 +76,15 @@ def stabilise(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(image, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def region_images(frames: np.ndarray, size: int, blur: float) -> np.ndarray:
+def region_images(
+    frames: np.ndarray, size: int, blur: float, stabilised: bool = True
+) -> np.ndarray:
     """(T, H, W[, 3]) uint8 face crops -> (T, size, size) float32 :func:`region_image` s,
-    each stabilised onto the first."""
+    each stabilised onto the first (unless ``stabilised=False``)."""
     out = np.empty((len(frames), size, size), np.float32)
     for t, frame in enumerate(frames):
         image = region_image(frame, size, blur)
-        out[t] = image if t == 0 else stabilise(image, out[0])
+        out[t] = image if t == 0 or not stabilised else stabilise(image, out[0])
     return out
 
 
@@ -148,11 +150,16 @@ def key_frames(signal: np.ndarray, fraction: float = 0.2, width: int = 3) -> Key
 
 
 def clip_key_frames(
-    faces: np.ndarray, landmarks: np.ndarray, size: int = 112, blur: float = 1.5
+    faces: np.ndarray,
+    landmarks: np.ndarray,
+    size: int = 112,
+    blur: float = 1.5,
+    stabilised: bool = True,
 ) -> KeyFrames:
     """Onset, apex and offset of a clip of aligned faces (T, S, S, 3) uint8 whose (68, 2)
-    ``landmarks`` are in the faces' pixels: :func:`key_frames` of :func:`deviation_signal`."""
+    ``landmarks`` are in the faces' pixels: :func:`key_frames` of :func:`deviation_signal`
+    of :func:`region_images` at ``size`` px (regions within ``0.1 size`` of the landmarks)."""
     scale = size / faces.shape[1]
-    images = region_images(faces, size, blur)
+    images = region_images(faces, size, blur, stabilised)
     mask = region_mask(np.asarray(landmarks) * scale, (size, size), 0.1 * size)
     return key_frames(deviation_signal(images, mask))

@@ -28,6 +28,7 @@ from msmmt.preprocess.clip import (
     StageClock,
     align_clip,
     clip_range,
+    estimate_apex,
     modality_images,
 )
 
@@ -89,7 +90,9 @@ def _process_sample(
 ) -> _Outcome | None:
     """Compute what is missing from the cache for one sample; failures become an outcome.
 
-    ``compute=False`` only looks: None means there is work to do.
+    ``compute=False`` only looks: None means there is work to do. A sample whose
+    annotation has no apex (``apex_estimated``) gets the peak of its facial motion
+    (:func:`~msmmt.preprocess.clip.estimate_apex`, from the cached aligned faces).
     """
     clock = StageClock()
     try:
@@ -98,7 +101,7 @@ def _process_sample(
         folder = cache.clip_folder(cache_dir, sample.dataset, sample.subject, sample.clip)
         entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
         missing = [name for name in IMAGES if not entries.image(name).is_file()]
-        if not missing:
+        if not missing and not sample.apex_estimated:
             return _Outcome("skipped", entries.texture, entries.motion)
         if not compute:
             return None
@@ -109,6 +112,15 @@ def _process_sample(
             faces = align_clip(frames, rng.relative(), cfg, None, sample.key, clock)
             with clock("write"):
                 cache.save_faces(entries.faces, faces)
+        if sample.apex_estimated:
+            with clock("estimate"):
+                rng, _ = estimate_apex(faces, rng)
+            apex = sample.frame_numbers[rng.apex]
+            log.info("%s: no apex annotated; frame %d estimated from facial motion", sample.key, apex)
+            entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
+            missing = [name for name in IMAGES if not entries.image(name).is_file()]
+            if not missing:
+                return _Outcome("skipped", entries.texture, entries.motion)
         images = modality_images(faces.frames, rng.relative(), cfg, missing, clock)
         with clock("write"):
             for name, image in images.items():
