@@ -29,6 +29,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "PreprocessConfig",
+    "SpotConfig",
     "TrainConfig",
     "apply_overrides",
     "list_presets",
@@ -182,6 +183,31 @@ class EvalConfig(_Section):
     patience: int = Field(5, ge=1)
 
 
+class SpotConfig(_Section):
+    """Micro-expression spotting in long videos (``msmmt spot``, :mod:`msmmt.ops.spotting`)."""
+
+    face_px: int = Field(64, ge=24)
+    """Side of the grey face crop the motion is computed on (bounds the time per frame)."""
+    k_seconds: float = Field(0.15, gt=0.0)
+    """Distance k of the two neighbours each frame is compared with, in seconds."""
+    threshold: float = Field(20.0, gt=0.0)
+    """Least robust z-score of the spotting signal at a spotted apex."""
+    smooth_seconds: float = Field(0.05, ge=0.0)
+    """Moving-average width applied to the signal before peak picking."""
+    window_seconds: float = Field(0.4, gt=0.0)
+    """Half-width of the search for onset and offset around a peak (neutral frames at its ends)."""
+    fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    """Onset / offset: where the deviation crosses this fraction of its rise."""
+    max_seconds: float | None = Field(0.5, gt=0.0)
+    """Longer intervals are not micro-expressions and are dropped (None keeps all)."""
+
+    @model_validator(mode="after")
+    def _check_window(self) -> SpotConfig:
+        if self.window_seconds < self.k_seconds:
+            raise ValueError("window_seconds must be at least k_seconds")
+        return self
+
+
 class Config(_Section):
     """A whole run. ``seed`` and ``device`` apply to every stage."""
 
@@ -193,6 +219,7 @@ class Config(_Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    spot: SpotConfig = Field(default_factory=SpotConfig)
 
 
 def _presets_dir() -> Path:

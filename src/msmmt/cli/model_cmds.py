@@ -26,7 +26,9 @@ from msmmt.cli.app import (
 )
 
 _ONSET = typer.Option("--onset", help="Onset frame number (default: the first frame).")
-_APEX = typer.Option("--apex", help="Apex frame number (default: the middle of onset..offset).")
+_APEX = typer.Option(
+    "--apex", help="Apex frame number (default: estimated from the facial motion)."
+)
 _OFFSET = typer.Option("--offset", help="Offset frame number (default: the last frame).")
 _MODEL = typer.Argument(help="Checkpoint folder written by `msmmt train`.")
 _CLIP = typer.Argument(help="A folder of frames or a video file.")

@@ -1,21 +1,18 @@
-"""Facial motion over time as a 1-D signal, and the key frames it implies.
+"""Facial motion within a clip as a 1-D signal, and the key frames it implies.
 
-Both work on *region images*: grey face crops, downscaled, blurred with a Gaussian
-of ``blur`` pixels (sensor noise averages out, sub-pixel motion survives as a grey
-change ``|dI| ~ |grad I . d|``), and a mask of facial regions from the 68 landmarks
-(:func:`region_mask`: brows, nose and mouth; the eyes are left out, so that blinks
-do not count as expressions). See ``docs/METHOD.md``, "Spotting".
+The signal is computed on *region images*: grey face crops, downscaled, blurred with
+a Gaussian of ``blur`` pixels (sensor noise averages out, sub-pixel motion survives as
+a grey change ``|dI| ~ |grad I . d|``), standardised (brightness flicker cancels) and
+shifted onto the first frame by phase correlation (head drift cancels), inside a mask
+of facial regions from the 68 landmarks (:func:`region_mask`: brows, nose and mouth;
+not the eyes, so that blinks do not count as expressions). See ``docs/METHOD.md``,
+"Apex estimation".
 
-- Within a clip (:func:`deviation_signal`, :func:`key_frames`): the deviation of each
-  frame from the first, ``D(t) = mean_{p in R} |F_t(p) - F_0(p)|``, smoothed; the apex
-  is its peak, onset and offset the last / first frames around it below
-  ``D_0 + f (D_apex - D_0)``, ``D_0`` the signal's 10th percentile.
-- In a long video (:func:`bump_signal`): a frame that differs from both the frame
-  ``k`` before and the frame ``k`` after *in the same direction* is inside a short
-  expression: ``S(t) = sqrt(mean_{p in R} max(0, (F_t - F_{t-k}) (F_t - F_{t+k})))``.
-  A ramp (the onset or offset of a long expression) and a uniform head motion change
-  the grey levels monotonically, so the two differences have opposite signs and add
-  nothing; the plateau of a long expression differs from neither neighbour.
+The deviation of each frame from the first, ``D(t) = mean_{p in R} |F_t(p) - F_0(p)|``,
+is smoothed (:func:`smooth`); the apex is its peak, onset and offset the last / first
+frames around it below ``D_0 + f (D_apex - D_0)``, ``D_0`` the signal's 10th
+percentile (:func:`key_frames`). Spotting in long videos, which must also tell
+expressions from head motion and long expressions, is :mod:`msmmt.ops.spotting`.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ import numpy as np
 __all__ = [
     "REGIONS",
     "KeyFrames",
-    "bump_signal",
     "clip_key_frames",
     "deviation_signal",
     "key_frames",
@@ -103,18 +99,6 @@ def deviation_signal(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``D(t) = mean_{p in mask} |F_t(p) - F_0(p)|`` of region images (T, H, W): (T,)."""
     inside = images[:, mask]
     return np.abs(inside - inside[0]).mean(1)
-
-
-def bump_signal(images: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
-    """``S(t)`` of the module docstring for region images (T, H, W); 0 within ``k`` of the ends."""
-    inside = images[:, mask]
-    out = np.zeros(len(images))
-    if k < 1 or len(images) <= 2 * k:
-        return out
-    centre = inside[k:-k]
-    product = (centre - inside[: -2 * k]) * (centre - inside[2 * k :])
-    out[k:-k] = np.sqrt(np.maximum(product, 0.0).mean(1))
-    return out
 
 
 @dataclass(frozen=True)
