@@ -1,39 +1,22 @@
-"""Motion signals (``msmmt.ops.motion_signal``): the bump signal against hand-computed
-values, key frames of a known profile, and the apex of synthetic clips with known marks."""
+"""Motion signals within a clip (``msmmt.ops.motion_signal``): the deviation signal against
+hand-computed values, key frames of a known profile, the apex of synthetic clips with
+known marks."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from msmmt.config import PreprocessConfig
 from msmmt.data.readers import load_frames, read_dataset
 from msmmt.data.synthetic import generate, temporal_profile
 from msmmt.ops.face import align_faces
 from msmmt.ops.motion_signal import (
-    bump_signal,
     clip_key_frames,
     deviation_signal,
     key_frames,
     region_mask,
     smooth,
 )
-
-
-def test_bump_signal_matches_hand_computed_values_and_ignores_ramps():
-    # one-pixel "images": a bump 0 0 2 0 0, a ramp 0 1 2 3 4, a step 0 0 3 3 3.
-    mask = np.ones((1, 1), bool)
-    bump = np.array([0, 0, 2, 0, 0], np.float32)[:, None, None]
-    assert bump_signal(bump, mask, 1).tolist() == [0, 0, 2, 0, 0]  # sqrt((2-0)(2-0)) at t=2
-    assert bump_signal(bump, mask, 2).tolist() == [0, 0, 2, 0, 0]
-    ramp = np.arange(5, dtype=np.float32)[:, None, None]
-    assert bump_signal(ramp, mask, 1).tolist() == [0, 0, 0, 0, 0]  # (1)(-1) < 0 -> 0
-    step = np.array([0, 0, 3, 3, 3], np.float32)[:, None, None]
-    assert bump_signal(step, mask, 1).tolist() == [0, 0, 0, 0, 0]  # (3)(0) = 0
-    # two pixels: mean over the mask before the square root: sqrt((4 + 0) / 2)
-    two = np.zeros((3, 1, 2), np.float32)
-    two[1, 0, 0] = 2.0
-    assert bump_signal(two, np.ones((1, 2), bool), 1)[1] == pytest.approx(np.sqrt(2.0))
 
 
 def test_deviation_signal_and_smoothing():
