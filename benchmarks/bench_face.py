@@ -7,7 +7,9 @@ tilted 50 degrees, glasses). Two detectors in the same run:
 
 - ``before``: what msmmt did before the cascade (HOG, then HOG upsampled, largest box,
   no upright refit);
-- ``cascade``: :func:`msmmt.ops.face.face_landmarks` with every step.
+- ``cascade``: :func:`msmmt.ops.face.face_landmarks` with every step;
+- ``cascade, no upright refit``: the same without :func:`msmmt.ops.face.upright_landmarks`
+  (the ablation of that step).
 
 Error: the clip is aligned from the found landmarks (``face_size`` 224) and the true
 inner eye corners (39, 42) are mapped by the same transform; the error is their
@@ -21,6 +23,7 @@ import argparse
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +77,12 @@ def main() -> None:
     people = faces(args.identities)
     rows = []
     for variant, make in VARIANTS.items():
-        for name, detector in (("before", before), ("cascade", face_landmarks)):
+        detectors = (
+            ("before", before),
+            ("cascade", face_landmarks),
+            ("cascade, no upright refit", partial(face_landmarks, upright=False)),
+        )
+        for name, detector in detectors:
             errors, steps, seconds = [], Counter(), 0.0
             for _, image, landmarks in people:
                 img, truth = make(image, landmarks)

@@ -190,6 +190,10 @@ class SpotConfig(_Section):
     """Side of the grey face crop the motion is computed on (bounds the time per frame)."""
     k_seconds: float = Field(0.15, gt=0.0)
     """Distance k of the two neighbours each frame is compared with, in seconds."""
+    signal_fps: float | None = Field(60.0, gt=0.0)
+    """The spotting signal is computed on every s-th frame, ``s = round(fps / signal_fps)``
+    (at least 1; None: every frame); onsets and offsets are still found at the full rate.
+    Bounds the time of high-speed videos."""
     threshold: float = Field(20.0, gt=0.0)
     """Least robust z-score of the spotting signal at a spotted apex."""
     smooth_seconds: float = Field(0.05, ge=0.0)
@@ -200,6 +204,8 @@ class SpotConfig(_Section):
     """Onset / offset: where the deviation crosses this fraction of its rise."""
     max_seconds: float | None = Field(0.5, gt=0.0)
     """Longer intervals are not micro-expressions and are dropped (None keeps all)."""
+    head_motion: bool = True
+    """Remove the head's affine motion from the flow (False: an ablation)."""
 
     @model_validator(mode="after")
     def _check_window(self) -> SpotConfig:

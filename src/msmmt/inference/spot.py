@@ -65,7 +65,8 @@ class SpotResult:
     face_step: str
     """The detection step of the face cascade that found the face."""
     signal: np.ndarray = field(repr=False)
-    """(T,) robust z-score of the smoothed spotting signal, one value per frame."""
+    """Robust z-score of the smoothed spotting signal, one value every ``stride`` frames."""
+    stride: int = 1
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of reading + cropping, the signal and the intervals."""
 
@@ -148,20 +149,21 @@ def spot(
     )
     numbers = numbers or list(range(len(crops)))
     clock["read"] = time.perf_counter() - start
-    regions = face_regions(landmarks, cfg.face_px)
-    k = max(1, round(cfg.k_seconds * fps))
+    regions = face_regions(landmarks, cfg.face_px, head_motion=cfg.head_motion)
+    stride = max(1, round(fps / cfg.signal_fps)) if cfg.signal_fps else 1
+    rate = fps / stride  # of the frames the signal is computed on
     start = time.perf_counter()
-    raw = spotting_signal(crops, k, regions)
-    z = robust_z(smooth(raw, max(1, round(cfg.smooth_seconds * fps))))
+    raw = spotting_signal(crops[::stride], max(1, round(cfg.k_seconds * rate)), regions)
+    z = robust_z(smooth(raw, max(1, round(cfg.smooth_seconds * rate))))
     clock["signal"] = time.perf_counter() - start
     start = time.perf_counter()
     intervals = []
-    window = max(k, round(cfg.window_seconds * fps))
-    for peak in signal_peaks(z, cfg.threshold, window):
-        onset, apex, offset = peak_interval(crops, int(peak), window, regions, cfg.fraction)
+    window = max(1, round(cfg.window_seconds * fps))
+    for peak in signal_peaks(z, cfg.threshold, window // stride):
+        onset, apex, offset = peak_interval(crops, int(peak) * stride, window, regions, cfg.fraction)
         if cfg.max_seconds is not None and (offset - onset + 1) / fps > cfg.max_seconds:
             continue
         intervals.append(Interval(numbers[onset], numbers[apex], numbers[offset], float(z[peak])))
     clock["intervals"] = time.perf_counter() - start
     log.debug("%s: %d frames at %g fps, %s", path, len(crops), fps, clock)
-    return SpotResult(intervals, float(fps), len(crops), step, z, clock)
+    return SpotResult(intervals, float(fps), len(crops), step, z, stride, clock)

@@ -97,10 +97,15 @@ class FaceRegions:
 
 
 def face_regions(
-    landmarks: np.ndarray, size: int, radius: float = 0.1, eye_radius: float = 0.12
+    landmarks: np.ndarray,
+    size: int,
+    radius: float = 0.1,
+    eye_radius: float = 0.12,
+    head_motion: bool = True,
 ) -> FaceRegions:
     """Regions of a ``size`` px crop from its (68, 2) landmarks (crop pixels); radii are
-    fractions of ``size``."""
+    fractions of ``size``. ``head_motion=False`` fits no head motion (an ablation: the
+    residual flow is then the whole flow)."""
     eyes = np.zeros((size, size), np.uint8)
     for x, y in landmarks[36:48]:
         cv2.circle(eyes, (int(round(x)), int(round(y))), int(round(eye_radius * size)), 1, -1)
@@ -110,7 +115,8 @@ def face_regions(
     no_eyes = eyes == 0
     expression = region_mask(landmarks, (size, size), radius * size) & no_eyes
     head = hull.astype(bool) & no_eyes
-    return FaceRegions(expression, head, np.linalg.pinv(_design(head)), _design(expression))
+    pinv = np.linalg.pinv(_design(head)) if head_motion else np.zeros((3, int(head.sum())), np.float32)
+    return FaceRegions(expression, head, pinv, _design(expression))
 
 
 def residual_flow(a: np.ndarray, b: np.ndarray, regions: FaceRegions) -> np.ndarray:
