@@ -28,9 +28,9 @@ def test_rotated_face_lands_with_inner_eye_corners_on_their_targets():
     half = cfg.eye_distance * cfg.face_size / 2
     np.testing.assert_allclose(aligned.eye_targets[:, 0], [112 - half, 112 + half], atol=1e-9)
     assert aligned.eye_targets[0, 1] == pytest.approx(aligned.eye_targets[1, 1])
-    found = face_landmarks(aligned.frames[0])  # the same detector on the aligned face
+    found = detect_landmarks(aligned.frames[0])
     assert found is not None
-    error = np.abs(found.landmarks[[39, 42]] - aligned.eye_targets)
+    error = np.abs(found[[39, 42]] - aligned.eye_targets)
     assert error.max() < 1.5, error
     # The whole face (all 68 aligned landmarks, brows to chin) is inside the crop.
     assert aligned.landmarks.min() >= 0 and aligned.landmarks.max() <= 224
