@@ -1,4 +1,5 @@
-"""Face alignment: eye corners on their targets, one transform per clip, no-face errors."""
+"""Face alignment: eye corners on their targets, one transform per clip, no-face errors;
+the detection cascade: each step finds the faces the earlier ones miss."""
 
 import cv2
 import numpy as np
@@ -7,7 +8,9 @@ from skimage import data
 
 from msmmt.config import PreprocessConfig
 from msmmt.core.records import DatasetError
-from msmmt.ops.face import align_faces, alignment_matrix
+from msmmt.data.face_variants import VARIANTS, shrunk, tilted
+from msmmt.data.synthetic import make_identity, render_clip
+from msmmt.ops.face import CASCADE, align_faces, alignment_matrix, face_landmarks
 from msmmt.ops.landmarks import detect_landmarks
 
 
@@ -90,3 +93,77 @@ def test_align_off_only_resizes():
     np.testing.assert_array_equal(
         aligned.frames[1], cv2.resize(frames[1], (32, 32), interpolation=cv2.INTER_AREA)
     )
+
+
+# --- the detection cascade -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def astronaut_face():
+    """The astronaut cropped around her face (faster detection), with her 68 landmarks."""
+    image = data.astronaut()[0:320, 60:380].copy()
+    landmarks = detect_landmarks(image)
+    assert landmarks is not None
+    return image, landmarks
+
+
+def _eye_error(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.abs(found[[39, 42]] - truth[[39, 42]]).max())
+
+
+@pytest.mark.parametrize(
+    ("variant", "step", "tolerance"),
+    [
+        ("as-is", "hog", 1.5),
+        ("shrunk", "hog-upsampled", 1.5),  # eye corners 14 px apart
+        ("dark", "hog-equalized", 1.5),  # 4 % of the grey levels
+        ("low-contrast", "hog-equalized", 1.5),
+        ("tight-crop", "face-crop", 4.0),  # the crop cuts 10 % into the face, 224 px
+        ("tilted", "cnn", 2.0),  # 50 degrees
+    ],
+)
+def test_each_cascade_step_finds_the_face_its_predecessors_miss(astronaut_face, variant, step, tolerance):
+    image, truth = VARIANTS[variant](*astronaut_face)
+    found = face_landmarks(image)
+    assert found is not None and found.step == step
+    earlier = CASCADE[: CASCADE.index(step)]
+    if earlier:
+        assert face_landmarks(image, steps=earlier) is None
+    assert _eye_error(found.landmarks, truth) < tolerance
+
+
+def test_upright_refit_corrects_a_tilted_face(astronaut_face):
+    image, truth = tilted(*astronaut_face, degrees=50.0)
+    raw = face_landmarks(image, steps=["cnn"], upright=False)
+    refit = face_landmarks(image, steps=["cnn"])
+    assert _eye_error(raw.landmarks, truth) > 5.0 > 2.0 > _eye_error(refit.landmarks, truth)
+
+
+def test_face_crop_step_refuses_what_is_not_a_face():
+    rng = np.random.default_rng(0)
+    noise = cv2.GaussianBlur(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8), (0, 0), 3)
+    for image in (noise, np.full((224, 224, 3), 128, np.uint8), data.astronaut()[300:500, 300:500]):
+        assert face_landmarks(image, steps=["face-crop"]) is None
+
+
+def test_alignment_reports_the_step_and_honours_the_configured_cascade(astronaut_face):
+    image, _ = shrunk(*astronaut_face)
+    aligned = align_faces(image[None], PreprocessConfig(face_size=64))
+    assert aligned.face_step == "hog-upsampled"
+    with pytest.raises(DatasetError, match="no face"):
+        align_faces(image[None], PreprocessConfig(face_size=64, face_cascade=["hog"]))
+    with pytest.raises(ValueError, match="repeats"):
+        PreprocessConfig(face_cascade=["hog", "hog"])
+
+
+def test_synthetic_identities_with_glasses_and_tight_crops_are_found():
+    size = 256
+    for s in range(2):
+        identity = make_identity(np.random.default_rng([0, s, 0]), size)
+        frame = render_clip(
+            identity, np.zeros((size, size, 2), np.float32), np.zeros(1), np.random.default_rng(0), clean=True
+        )[0]
+        for variant, step in (("glasses", "hog"), ("tight-crop", "face-crop")):
+            image, truth = VARIANTS[variant](frame, identity.landmarks)
+            found = face_landmarks(image)
+            assert found is not None and found.step == step, (s, variant)
+            assert _eye_error(found.landmarks, truth) < 12.0  # glasses pull dlib's eye points

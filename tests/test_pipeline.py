@@ -1,5 +1,6 @@
 """The clip pipeline, the cache keys and the dataset runner (resume, failures, manifest, CLI)."""
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -23,15 +24,19 @@ CFG = PreprocessConfig(face_size=64, image_size=32)
 MOUTH = (104 * 160 / 220, 118 * 160 / 220)  # astronaut's mouth in the 160 px crop
 
 
-def _face_clip(n: int = 8, apex: int = 4, seed: int = 0, peak: float = 1.5) -> np.ndarray:
-    """(n, 160, 160, 3) frames of the astronaut's face with a mouth bump rising to ``apex``."""
+def _face_clip(
+    n: int = 8, apex: int = 4, seed: int = 0, peak: float = 1.5, profile: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, 160, 160, 3) frames of the astronaut's face with a mouth bump rising to ``apex``
+    (or following ``profile``, one value in [0, 1] per frame)."""
     face = cv2.resize(data.astronaut()[30:250, 120:340], (160, 160), interpolation=cv2.INTER_AREA)
     rng = np.random.default_rng(seed)
     angle = rng.uniform(-4, 4)
     face = cv2.warpAffine(face, cv2.getRotationMatrix2D((80, 80), angle, 1.0), (160, 160))
     y, x = np.mgrid[0:160, 0:160].astype(np.float32)
     bump = np.exp(-((x - MOUTH[0]) ** 2 + (y - MOUTH[1]) ** 2) / (2 * 8.0**2))
-    profile = np.minimum(np.arange(n) / apex, 1.0)
+    if profile is None:
+        profile = np.minimum(np.arange(n) / apex, 1.0)
     frames = []
     for s in profile:
         shift = (peak * s * bump).astype(np.float32)  # mouth region moves up
@@ -176,6 +181,21 @@ def test_runner_records_failures_writes_manifest_and_resumes(samples, tmp_path):
     assert {p: t for p, t in after.items() if p != lost} == {
         p: t for p, t in before.items() if p != lost
     }
+
+
+def test_a_missing_apex_is_estimated_from_the_motion_and_cached_under_it(tmp_path):
+    # 15 frames, the motion peaks at frame number 11 (the middle one is 8)
+    profile = np.interp(np.arange(15), [0, 3, 10, 14], [0, 0, 1, 0.2])
+    frames = _face_clip(15, profile=profile, peak=2.5)
+    sample = _sample(tmp_path / "clips", "sub03", "EP09", frames)
+    sample = dataclasses.replace(sample, apex=8, apex_estimated=True)
+    first = preprocess_dataset([sample], CFG, tmp_path / "cache", progress=False)
+    assert (first.done, first.failed) == (1, 0)
+    folder = cache.clip_folder(tmp_path / "cache", "casme2", "casme2/sub03", "EP09")
+    estimated = [a for a in range(1, 16) if cache.clip_entries(folder, CFG, 1, a, 15, 15).motion.is_file()]
+    assert len(estimated) == 1 and abs(estimated[0] - 11) <= 1, estimated
+    again = preprocess_dataset([sample], CFG, tmp_path / "cache", progress=False)
+    assert (again.done, again.skipped) == (0, 1)
 
 
 def test_interrupted_run_resumes_without_redoing_finished_clips(samples, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 face clips, their errors, and the patch-weight drawing."""
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from msmmt.cli import app
 from msmmt.config import load_config
+from msmmt.core.keyframes import sample_key_frames
 from msmmt.inference.explain import draw_patch_weights, patch_heatmap, split_key
 from msmmt.model import build_model
 from msmmt.model.checkpoint import save_checkpoint
@@ -190,12 +192,14 @@ def test_predict_preprocesses_a_clip_exactly_as_training_did(trained):
 
 def test_predict_table_says_what_it_assumed(trained):
     root, raw = trained
-    folder = next(iter(raw.values())).frames[0].parent
+    clip = next(iter(raw.values()))
+    folder = clip.frames[0].parent
     result = runner.invoke(app, ["predict", str(root / "model"), str(folder)])
     assert result.exit_code == 0, result.output
-    assert (
-        "assumed: onset = first frame" in result.output and "apex = middle frame" in result.output
-    )
+    assert "assumed: onset = first frame" in result.output
+    # no --apex: estimated from the facial motion, near the synthetic clip's true apex
+    estimated = re.search(r"apex = frame (\d+), estimated from facial motion", result.output)
+    assert estimated and abs(int(estimated.group(1)) - clip.apex) <= 3, result.output
     lines = result.output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("class"))
     table = [line for line in lines[header + 1 :] if line.strip()]
@@ -283,10 +287,10 @@ def test_predict_reads_a_video_file(trained, tmp_path):
     result = runner.invoke(app, ["predict", str(root / "model"), str(video), "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    # video frames are numbered from 0: the whole clip, apex in the middle
-    assert (out["onset"], out["offset"]) == (0, len(frames) - 1) and "apex = middle" in out[
-        "assumed"
-    ]
+    # video frames are numbered from 0: the whole clip, apex estimated from the motion
+    assert (out["onset"], out["offset"]) == (0, len(frames) - 1)
+    assert "estimated from facial motion" in out["assumed"]
+    assert abs(out["apex"] - sample_key_frames(clip).apex) <= 3
     assert sum(out["probabilities"].values()) == pytest.approx(1.0)
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "PreprocessConfig",
+    "SpotConfig",
     "TrainConfig",
     "apply_overrides",
     "departures_from_paper",
@@ -72,6 +73,11 @@ class PreprocessConfig(_Section):
     (0.24 fits the 68 landmarks' box, about 3.7 eye distances on each side, with the margin)."""
     face_search_frames: int = Field(5, ge=1)
     """Frames tried, from the first, until dlib finds a face; none found is a DatasetError."""
+    face_cascade: list[
+        Literal["hog", "hog-upsampled", "hog-equalized", "face-crop", "cnn"]
+    ] = Field(default_factory=lambda: ["hog", "hog-upsampled", "hog-equalized", "face-crop", "cnn"])
+    """Face detection steps, tried in order on each searched frame until one finds a face
+    (see :mod:`msmmt.ops.face`); the step that did is reported in the clip's info."""
     align: bool = True
     magnify: bool = True
     magnify_mode: Literal["onset", "iir"] = "onset"
@@ -93,6 +99,12 @@ class PreprocessConfig(_Section):
     dynamic_image: Literal["approximate", "ranksvm"] = "approximate"
     image_size: int = Field(224, ge=16)
     """Side of the cached modality images (texture and motion)."""
+
+    @model_validator(mode="after")
+    def _check_cascade(self) -> PreprocessConfig:
+        if not self.face_cascade or len(set(self.face_cascade)) != len(self.face_cascade):
+            raise ValueError("face_cascade must be a non-empty list of steps without repeats")
+        return self
 
 
 class ModelConfig(_Section):
@@ -233,6 +245,37 @@ class BaselineConfig(_Section):
         return "MSMMT"
 
 
+class SpotConfig(_Section):
+    """Micro-expression spotting in long videos (``msmmt spot``, :mod:`msmmt.ops.spotting`)."""
+
+    face_px: int = Field(64, ge=24)
+    """Side of the grey face crop the motion is computed on (bounds the time per frame)."""
+    k_seconds: float = Field(0.15, gt=0.0)
+    """Distance k of the two neighbours each frame is compared with, in seconds."""
+    signal_fps: float | None = Field(60.0, gt=0.0)
+    """The spotting signal is computed on every s-th frame, ``s = round(fps / signal_fps)``
+    (at least 1; None: every frame); onsets and offsets are still found at the full rate.
+    Bounds the time of high-speed videos."""
+    threshold: float = Field(20.0, gt=0.0)
+    """Least robust z-score of the spotting signal at a spotted apex."""
+    smooth_seconds: float = Field(0.05, ge=0.0)
+    """Moving-average width applied to the signal before peak picking."""
+    window_seconds: float = Field(0.4, gt=0.0)
+    """Half-width of the search for onset and offset around a peak (neutral frames at its ends)."""
+    fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    """Onset / offset: where the deviation crosses this fraction of its rise."""
+    max_seconds: float | None = Field(0.5, gt=0.0)
+    """Longer intervals are not micro-expressions and are dropped (None keeps all)."""
+    head_motion: bool = True
+    """Remove the head's affine motion from the flow (False: an ablation)."""
+
+    @model_validator(mode="after")
+    def _check_window(self) -> SpotConfig:
+        if self.window_seconds < self.k_seconds:
+            raise ValueError("window_seconds must be at least k_seconds")
+        return self
+
+
 class Config(_Section):
     """A whole run. ``seed`` and ``device`` apply to every stage.
 
@@ -254,6 +297,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    spot: SpotConfig = Field(default_factory=SpotConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -7,6 +7,7 @@ from msmmt.cli import (  # noqa: F401  (registers subcommands)
     evaluate,
     model_cmds,
     preprocess,
+    spot,
     synth,
 )
 from msmmt.cli.app import app

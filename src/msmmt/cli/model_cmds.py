@@ -26,7 +26,9 @@ from msmmt.cli.app import (
 )
 
 _ONSET = typer.Option("--onset", help="Onset frame number (default: the first frame).")
-_APEX = typer.Option("--apex", help="Apex frame number (default: the middle of onset..offset).")
+_APEX = typer.Option(
+    "--apex", help="Apex frame number (default: estimated from the facial motion)."
+)
 _OFFSET = typer.Option("--offset", help="Offset frame number (default: the last frame).")
 _MODEL = typer.Argument(help="Checkpoint folder written by `msmmt train`.")
 _CLIP = typer.Argument(help="A folder of frames or a video file.")
@@ -113,7 +115,9 @@ def predict(
     The clip is preprocessed with the checkpoint's settings (face alignment,
     magnification, dynamic image, TV-L1 flow and strain). Frame numbers are the
     clip's own (as in its file names); without them, onset and offset are the first
-    and last frames and the apex the middle one, and the output says so.
+    and last frames and the apex is estimated from the facial motion (the peak of the
+    grey change against the first frame in the brow, nose and mouth regions), and the
+    output says so.
     """
     predictor, a = _analyse(model, clip, onset, apex, offset)
     names, sample, proba = predictor.class_names, a.sample, a.probabilities

@@ -60,6 +60,18 @@ class Analysis:
         return f"{text} (assumed: {assumed})" if assumed else text
 
 
+def _with_estimated_apex(sample: Sample, numbers: list[int], estimate: dict) -> Sample:
+    """``sample`` with the estimated apex (frame number) and ``assumed`` saying how it was found."""
+    apex = numbers[estimate["apex"]]
+    said = [a for a in sample.extra.get("assumed", "").split("; ") if a and not a.startswith("apex")]
+    said.append(
+        f"apex = frame {apex}, estimated from {estimate['method']} (motion from frame "
+        f"{numbers[estimate['onset']]} to {numbers[estimate['offset']]})"
+    )
+    extra = {**sample.extra, "assumed": "; ".join(said)}
+    return dataclasses.replace(sample, apex=apex, apex_estimated=True, extra=extra)
+
+
 class Predictor:
     """A trained model, loaded once, that classifies clips (frame folders or videos).
 
@@ -94,20 +106,29 @@ class Predictor:
         apex: int | None = None,
         offset: int | None = None,
     ) -> Analysis:
-        """Preprocess ``clip`` as in training and run the model on it."""
+        """Preprocess ``clip`` as in training and run the model on it.
+
+        Without ``apex``, the apex is estimated from the facial motion
+        (:func:`msmmt.preprocess.clip.estimate_apex`); ``sample.extra["assumed"]`` says so.
+        """
         clip = Path(clip)
         if not clip.exists():
             raise DatasetError(f"{clip}: no such clip (expected a folder of frames or a video file)")
         sample = read_clip(clip, onset=onset, apex=apex, offset=offset)
-        marks = sample_key_frames(sample).relative()
+        span = sample_key_frames(sample)
+        marks = span.relative()
+        numbers = list(sample.frame_numbers[span.onset : span.offset + 1])
         images = process_clip(
             load_frames(sample, sample.onset, sample.offset),
             marks.onset,
-            marks.apex,
+            None if apex is None else marks.apex,
             self.config.preprocess,
             offset_idx=marks.offset,
             clip=str(clip),
+            estimate=apex is None,
         )
+        if "estimate" in images.info:
+            sample = _with_estimated_apex(sample, numbers, images.info["estimate"])
         if self.texture_is_apex:
             images = dataclasses.replace(images, texture=images.face)
         size = self.config.model.img_size

@@ -22,10 +22,9 @@ from msmmt.core.io import atomic_path
 from msmmt.core.keyframes import KeyFrames, sample_key_frames
 from msmmt.core.records import Sample
 from msmmt.data.readers import load_frames, write_manifest
-from msmmt.ops.face import face_landmarks
 from msmmt.ops.landmarks import detect_landmarks
 from msmmt.preprocess import cache
-from msmmt.preprocess.clip import IMAGES, StageClock, align_clip, modality_images
+from msmmt.preprocess.clip import IMAGES, StageClock, align_clip, estimate_apex, modality_images
 
 __all__ = ["RunSummary", "preprocess_dataset"]
 
@@ -80,7 +79,9 @@ def _process_sample(
 ) -> _Outcome | None:
     """Compute what is missing from the cache for one sample; failures become an outcome.
 
-    ``compute=False`` only looks: None means there is work to do.
+    ``compute=False`` only looks: None means there is work to do. A sample whose
+    annotation has no apex (``apex_estimated``) gets the peak of its facial motion
+    (:func:`~msmmt.preprocess.clip.estimate_apex`, from the cached aligned faces).
     """
     clock = StageClock()
     try:
@@ -89,7 +90,7 @@ def _process_sample(
         folder = cache.clip_folder(cache_dir, sample.dataset, sample.subject, sample.clip)
         entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
         missing = [name for name in IMAGES if not entries.image(name).is_file()]
-        if not missing:
+        if not missing and not sample.apex_estimated:
             return _Outcome("skipped", entries.texture, entries.motion)
         if not compute:
             return None
@@ -97,9 +98,18 @@ def _process_sample(
         if faces is None:
             with clock("load"):
                 frames = load_frames(sample, first=onset, last=end)
-            faces = align_clip(frames, marks.relative(), cfg, face_landmarks, sample.key, clock)
+            faces = align_clip(frames, marks.relative(), cfg, None, sample.key, clock)
             with clock("write"):
                 cache.save_faces(entries.faces, faces)
+        if sample.apex_estimated:
+            with clock("estimate"):
+                marks, _ = estimate_apex(faces, marks)
+            apex = sample.frame_numbers[marks.apex]
+            log.info("%s: no apex annotated; frame %d estimated from facial motion", sample.key, apex)
+            entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
+            missing = [name for name in IMAGES if not entries.image(name).is_file()]
+            if not missing:
+                return _Outcome("skipped", entries.texture, entries.motion)
         images = modality_images(faces.frames, marks.relative(), cfg, missing, clock)
         with clock("write"):
             for name, image in images.items():

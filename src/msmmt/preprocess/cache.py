@@ -49,7 +49,14 @@ CACHE_VERSION = 1
 """Bumped when a stage's algorithm changes, so that old entries are not reused."""
 
 _STAGE_FIELDS = {
-    "faces": ("align", "face_size", "face_margin", "eye_distance", "face_search_frames"),
+    "faces": (
+        "align",
+        "face_size",
+        "face_margin",
+        "eye_distance",
+        "face_search_frames",
+        "face_cascade",
+    ),
     "magnify": (
         "magnify",
         "magnify_mode",
@@ -132,6 +139,7 @@ def save_faces(path: Path, faces: AlignedFaces) -> Path:
             landmarks=faces.landmarks,
             eye_targets=faces.eye_targets,
             detected_frame=np.array(faces.detected_frame),
+            face_step=np.array(faces.face_step or ""),
         )
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
@@ -151,6 +159,7 @@ def load_faces(path: Path) -> AlignedFaces | None:
                 matrix=data["matrix"],
                 eye_targets=data["eye_targets"] if aligned else None,
                 detected_frame=int(data["detected_frame"]) if aligned else None,
+                face_step=str(data["face_step"]) if "face_step" in data.files else None,
             )
     except (OSError, ValueError, KeyError):
         return None

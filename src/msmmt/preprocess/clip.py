@@ -31,9 +31,10 @@ import numpy as np
 from msmmt.config import PreprocessConfig
 from msmmt.core.keyframes import KeyFrames, key_frame_positions
 from msmmt.ops.dynamic_image import dynamic_image
-from msmmt.ops.face import AlignedFaces, LandmarksFn, align_faces, face_landmarks
+from msmmt.ops.face import AlignedFaces, LandmarksFn, align_faces
 from msmmt.ops.flow import motion_image, tvl1_flow
 from msmmt.ops.magnify import magnify
+from msmmt.ops.motion_signal import clip_key_frames
 from msmmt.ops.scaling import resize_square
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ClipImages",
     "StageClock",
     "align_clip",
+    "estimate_apex",
     "modality_images",
     "process_clip",
 ]
@@ -127,13 +129,31 @@ def align_clip(
     frames: np.ndarray,
     marks: KeyFrames,
     cfg: PreprocessConfig,
-    landmarks_fn: LandmarksFn,
+    landmarks_fn: LandmarksFn | None,
     clip: str,
     clock: StageClock,
 ) -> AlignedFaces:
     """Aligned faces of ``frames[onset..offset]`` (landmarks searched from the onset on)."""
     with clock("face"):
         return align_faces(frames[marks.onset : marks.offset + 1], cfg, landmarks_fn, clip)
+
+
+def estimate_apex(faces: AlignedFaces, marks: KeyFrames) -> tuple[KeyFrames, dict]:
+    """``marks`` with the apex moved to the peak of the facial motion of the aligned
+    ``faces`` (onset..offset, :func:`msmmt.ops.motion_signal.clip_key_frames`), and what
+    was estimated (onset, apex, offset as positions in the clip, and how)."""
+    size = faces.frames.shape[1]
+    landmarks = faces.landmarks
+    if landmarks is None:  # no alignment: the regions of a face that fills the crop
+        landmarks = np.array([[size / 2, size / 2]] * 68)
+    found = clip_key_frames(faces.frames, landmarks)
+    estimate = {
+        "onset": marks.onset + found.onset,
+        "apex": marks.onset + found.apex,
+        "offset": marks.onset + found.offset,
+        "method": found.method,
+    }
+    return KeyFrames(marks.onset, estimate["apex"], marks.offset), estimate
 
 
 def _info(marks: KeyFrames, faces: AlignedFaces, cfg: PreprocessConfig, clock: StageClock) -> dict:
@@ -145,6 +165,7 @@ def _info(marks: KeyFrames, faces: AlignedFaces, cfg: PreprocessConfig, clock: S
         "detected_frame": None
         if faces.detected_frame is None
         else marks.onset + faces.detected_frame,
+        "face_step": faces.face_step,
         "landmarks": None if faces.landmarks is None else (faces.landmarks * to_image).tolist(),
         "eye_targets": None if faces.eye_targets is None else faces.eye_targets.tolist(),
         "ms": dict(clock.ms),
@@ -156,20 +177,30 @@ def process_clip(
     onset_idx: int,
     apex_idx: int | None,
     cfg: PreprocessConfig,
-    landmarks_fn: LandmarksFn = face_landmarks,
+    landmarks_fn: LandmarksFn | None = None,
     offset_idx: int | None = None,
     clip: str = "clip",
+    estimate: bool = False,
 ) -> ClipImages:
     """Texture, motion and face images of one clip (T, H, W, 3) uint8 RGB.
 
     Indices are 0-based positions in ``frames``, completed and checked by the key-frame
     rule of :mod:`msmmt.core.keyframes` (``offset_idx`` None: the last frame;
-    ``apex_idx`` None: the middle of onset..offset). Raises DatasetError (naming
-    ``clip``) for bad indices or a clip without a detectable face.
+    ``apex_idx`` None: the middle of onset..offset, or, with ``estimate=True``, the
+    peak of the facial motion (:func:`estimate_apex`; the estimate is in
+    ``info["estimate"]``)). Raises DatasetError (naming ``clip``) for bad indices or a
+    clip without a detectable face.
     """
     frames = np.asarray(frames)
     marks = key_frame_positions(range(len(frames)), onset_idx, apex_idx, offset_idx, clip)
     clock = StageClock()
     faces = align_clip(frames, marks, cfg, landmarks_fn, clip, clock)
+    estimated = None
+    if estimate and apex_idx is None:
+        with clock("estimate"):
+            marks, estimated = estimate_apex(faces, marks)
     images = modality_images(faces.frames, marks.relative(), cfg, IMAGES, clock)
-    return ClipImages(**images, info=_info(marks, faces, cfg, clock))
+    info = _info(marks, faces, cfg, clock)
+    if estimated is not None:
+        info["estimate"] = estimated
+    return ClipImages(**images, info=info)
