@@ -1,4 +1,4 @@
-"""Paired geometric augmentation of a clip's texture and motion images (paper, section 4.4).
+"""Paired geometric augmentation of a clip's texture and motion images (paper, section 4.1).
 
 Both images of a clip get the *same* random rotation (uniform in
 [-rotation, rotation] degrees, counter-clockwise as displayed), scale change

@@ -18,7 +18,7 @@ whose pooled test set lacks a class instead of silently averaging over fewer cla
 In a full LOSO run every sample is tested once, so a class is absent from the pooled set
 only if the data set itself lacks it.
 
-Reference: Wang et al., MSMMT, section 4.3; MEGC2019 (See et al., 2019) for UF1/UAR.
+Reference: Wang et al., MSMMT, section 4.2; MEGC2019 (See et al., 2019) for UF1/UAR.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dynamic images: rank pooling of a clip into one RGB image (DESIGN.md eqs 1-4).
+"""Dynamic images: rank pooling of a clip into one RGB image (eqs 1-4; `docs/METHOD.md`, "Dynamic image").
 
 A ranking function ``psi(t | d) = <d, phi_t>`` (eq 2) on the time-varying means
 ``phi_t = (1/t) sum_{tau <= t} F_tau`` (eq 1, sigma = identity on RGB pixels) should

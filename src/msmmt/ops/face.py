@@ -1,6 +1,6 @@
 """Face alignment of a clip: one similarity transform from the first frame's eyes.
 
-As in the paper (section 4.2): dlib's 68 landmarks are found on the first frame
+As in the paper (section 4.3): dlib's 68 landmarks are found on the first frame
 (or, if it shows no face, on the next ones), a similarity transform is computed
 from the two inner eye corners (landmarks 39 and 42, 0-based), the same transform
 is applied to every frame -- so the tiny motions between frames are kept, not
@@ -37,7 +37,8 @@ In every step the 68 landmarks are fitted by dlib's shape predictor in the
 best-scoring box (not the largest: on skimage's astronaut, HOG without upsampling
 also finds a weak, larger "face" on the suit), then refitted upright
 (:func:`upright_landmarks`): dlib's predictor is trained on roughly level faces, so a
-tilted face is turned level, refitted and turned back (kept when it changes the fit).
+face is turned level, refitted and turned back (the refit is kept when it finds the face
+tilted by more than 10 degrees).
 """
 
 from __future__ import annotations

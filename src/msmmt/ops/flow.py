@@ -1,6 +1,6 @@
 """Motion modality: TV-L1 optical flow onset -> apex, optical strain, the (u, v, |e|) image.
 
-- Flow (DESIGN.md eqs 5-6): TV-L1 (Zach, Pock, Bischof, DAGM 2007) on grey images,
+- Flow (eqs 5-6; `docs/METHOD.md`, "Optical flow"): TV-L1 (Zach, Pock, Bischof, DAGM 2007) on grey images,
   OpenCV contrib's ``cv2.optflow.DualTVL1OpticalFlow_create`` with its default
   settings. ``flow[y, x] = (u, v)`` maps the onset frame's pixel (x, y) to
   (x + u, y + v) in the apex frame.
