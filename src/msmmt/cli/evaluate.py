@@ -13,6 +13,7 @@ from msmmt.cli.app import (
     DATASET_OPT,
     STATE,
     app,
+    check_pretrained,
     fail,
     load_or_fail,
     output_dir,
@@ -55,8 +56,10 @@ def loso(
         parse_shard,
         run_folds,
     )
+    from msmmt.preprocess.cache import adopt_cache_settings
 
     cfg = load_or_fail(config)
+    check_pretrained(cfg)
     if not data.exists():
         raise fail(f"--data {data}: no such file or folder")
     if shard is not None:
@@ -67,6 +70,8 @@ def loso(
     wanted = [f.strip() for f in folds.split(",") if f.strip()] if folds else None
     run = output_dir(out, "runs/loso")
     try:
+        if dataset == "precomputed":  # evaluate with (and record) the cache's settings
+            cfg = adopt_cache_settings(cfg, data)
         samples = read_for_training(dataset, data, cfg.data)
         n_subjects = len({s.subject for s in samples})
         typer.echo(

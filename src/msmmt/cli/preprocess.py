@@ -47,7 +47,7 @@ def preprocess(
     (read it with the `precomputed` reader) and CACHE/failures.csv; a rerun only
     computes what is missing. Exits with status 1 when a clip failed.
     """
-    from msmmt.core.records import DatasetError
+    from msmmt.core.records import DatasetError, SheetRowsError
     from msmmt.data.readers import DATASETS, read_dataset
     from msmmt.preprocess.batch import preprocess_dataset
 
@@ -57,14 +57,23 @@ def preprocess(
         raise fail(f"dataset {dataset!r}: expected one of {choices}")
     if not root.exists():
         raise fail(f"dataset root {root} does not exist")
+    rejected = []
     try:
         samples = read_dataset(dataset, root, _annotations(annotations))
+    except SheetRowsError as err:  # go on with the good rows; the bad ones go to failures.csv
+        typer.echo(f"warning: {err}", err=True)
+        samples, rejected = err.samples, err.problems
     except (DatasetError, ValueError) as err:
         raise fail(str(err)) from None
     cache_dir = output_dir(out, "cache")
     typer.echo(f"preprocessing {len(samples)} {dataset} clips -> {cache_dir} ({workers} workers)")
     summary = preprocess_dataset(
-        samples, cfg.preprocess, cache_dir, workers=workers, progress=STATE.verbosity >= 0
+        samples,
+        cfg.preprocess,
+        cache_dir,
+        workers=workers,
+        progress=STATE.verbosity >= 0,
+        rejected=rejected,
     )
     typer.echo(str(summary))
     if summary.failed:
