@@ -42,6 +42,7 @@ class GlobalOptions:
     device: str | None = None
     overrides: list[str] = field(default_factory=list)
     verbosity: int = 0
+    threads: int | None = None
 
     def load(self, config: str | Path | None = None) -> Config:
         """The run's config: ``config`` (or the global ``--config``), then ``--set``,
@@ -117,6 +118,7 @@ def main(
     STATE.config, STATE.out, STATE.seed, STATE.device = config, out, seed, device
     STATE.overrides = list(set_ or [])
     STATE.verbosity = -1 if quiet else verbose
+    STATE.threads = threads
     if threads is not None:
         set_threads(threads)
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)

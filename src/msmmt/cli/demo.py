@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir, set_threads
+
+DEMO_THREADS = 1
+"""CPU threads of the demo unless --threads says otherwise: PyTorch's sums depend on the
+thread count (2 threads instead of 1 changed the demo's probabilities by up to 2e-3, see
+docs/RELIABILITY.md), so a fixed count makes the printed scores the same on every machine
+of a kind, whatever its number of cores. One thread is also the fastest for this tiny model."""
 
 
 @app.command()
@@ -24,7 +30,8 @@ def demo(
 
     Writes OUT/data (CASME II-layout clips), OUT/cache (dynamic and flow/strain
     images), OUT/run (per-fold predictions, report.md, figures). Rerunning resumes:
-    finished clips and folds are not redone.
+    finished clips and folds are not redone. Runs on one CPU thread unless the global
+    --threads is given, so that its scores do not depend on the machine's core count.
     """
     from msmmt.data.readers import read_dataset, read_for_training
     from msmmt.data.synthetic import generate
@@ -33,6 +40,8 @@ def demo(
     from msmmt.preprocess.batch import preprocess_dataset
 
     cfg = load_or_fail(STATE.config or "demo")
+    if STATE.threads is None:
+        set_threads(DEMO_THREADS)
     root = output_dir(out, "runs/demo")
     start = time.perf_counter()
     progress = STATE.verbosity >= 0
