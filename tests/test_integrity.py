@@ -85,6 +85,11 @@ def test_config_contradicting_the_cache_is_refused_and_defaults_adopt_it(synth):
     assert same.preprocess == CFG
     with pytest.raises(ConfigError, match=r"preprocess\.magnify \(config False, cache True\)"):
         cache.adopt_cache_settings(load_config(None, ["preprocess.magnify=false"]), synth / "cache")
+    # a manifest without metadata (made by hand or by an older msmmt): the config as it is
+    plain = synth / "plain"
+    plain.mkdir()
+    write_manifest_dataset(plain, {"casme2/s1": 1})
+    assert cache.adopt_cache_settings(Config(), plain) == Config()
     # an edited manifest no longer matches its metadata
     edited = Path(shutil.copytree(synth / "cache", synth / "edited"))
     with (edited / "manifest.csv").open("a") as fh:
