@@ -455,3 +455,17 @@ def test_temporaries_left_by_a_killed_writer_are_removed_on_the_next_run(synth, 
         )
         assert live.exists()
     assert not left[0].exists()
+
+
+def test_every_bad_manifest_row_is_reported_at_once(tmp_path):
+    from msmmt.data.readers import read_precomputed
+
+    manifest = write_manifest_dataset(tmp_path, {"casme2/s1": 4})
+    lines = manifest.read_text().splitlines()
+    lines[1] = lines[1].replace("negative", "bogus")
+    (tmp_path / "tex_2.png").unlink()
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError) as err:
+        read_precomputed(manifest)
+    assert "row 2: unknown label 'bogus'" in str(err.value)
+    assert "row 4: texture_image" in str(err.value) and len(err.value.samples) == 2
