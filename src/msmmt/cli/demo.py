@@ -14,9 +14,10 @@ from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir, set_thread
 
 DEMO_THREADS = 1
 """CPU threads of the demo unless --threads says otherwise: PyTorch's sums depend on the
-thread count (2 threads instead of 1 changed the demo's probabilities by up to 2e-3, see
-docs/RELIABILITY.md), so a fixed count makes the printed scores the same on every machine
-of a kind, whatever its number of cores. One thread is also the fastest for this tiny model."""
+thread count (2 threads instead of 1 changed a demo fold's probabilities by up to 1.8e-3,
+see docs/RELIABILITY.md), so a fixed count makes the printed scores the same on every
+machine of a kind, whatever its number of cores. On a busy 2-core machine one thread was
+also 3-7x faster per fold than two (40-140 s against 330-720 s)."""
 
 
 @app.command()
