@@ -14,8 +14,9 @@ from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir, set_thread
 
 DEMO_THREADS = 1
 """CPU threads of the demo unless --threads says otherwise: PyTorch's sums depend on the
-thread count (2 threads instead of 1 changed a demo fold's probabilities by up to 1.8e-3,
-see docs/RELIABILITY.md), so a fixed count makes the printed scores the same on every
+thread count (2 threads instead of 1 moved the demo's probabilities by up to 0.021 and
+flipped one prediction of 48: UF1 0.8949 instead of 0.8730, see docs/RELIABILITY.md), so a
+fixed count makes the printed scores the same on every
 machine of a kind, whatever its number of cores. On a busy 2-core machine one thread was
 also 3-7x faster per fold than two (40-140 s against 330-720 s)."""
 
