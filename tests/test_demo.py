@@ -36,3 +36,30 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert other.exit_code == 2
     assert "use another --out" in other.output
 
+
+
+@pytest.mark.slow
+def test_demo_scores_do_not_depend_on_the_core_count(tmp_path):
+    """The same demo on 1 and on 2 default threads (as on machines with 1 or 2 cores) gives
+    byte-identical predictions (docs/RELIABILITY.md, "Reproducibility")."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    args = [*SMALL, "demo", "--subjects", "2", "--clips-per-subject", "3", "--workers", "1"]
+
+    def demo(out: Path, threads: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": threads}
+        cmd = [sys.executable, "-m", "msmmt", "-q", *args, "--out", str(out)]
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+
+    demo(tmp_path / "a", "1")
+    for part in ("data", "cache"):  # the same clips and images: only training differs
+        shutil.copytree(tmp_path / "a" / part, tmp_path / "b" / part)
+    demo(tmp_path / "b", "2")
+    for fold in sorted((tmp_path / "a" / "run" / "folds").iterdir()):
+        other = tmp_path / "b" / "run" / "folds" / fold.name
+        assert (fold / "predictions.csv").read_bytes() == (other / "predictions.csv").read_bytes()

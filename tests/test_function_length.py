@@ -15,7 +15,6 @@ EXCLUDED = {
     "model": "the model helper splits MSMMT / backbone (issue 14 items 3, 9)",
     "inference/explain.py": "the model helper reworks the explanations (issue 9)",
     "data/synthetic.py": "the synthetic-benchmark branch rewrites generate() (57 lines there)",
-    "data/readers/_coded.py": "the integrity branch splits read_coded() (issue 11)",
 }
 
 

@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 import msmmt.preprocess.batch as batch
 from msmmt.config import PreprocessConfig
 from msmmt.core.images import read_rgb
+from msmmt.core.keyframes import sample_key_frames
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import read_dataset
 from msmmt.ops.face import align_faces
 from msmmt.ops.scaling import resize_square
 from msmmt.preprocess import cache
-from msmmt.preprocess.batch import preprocess_dataset
+from msmmt.preprocess.batch import input_fingerprint, preprocess_dataset
 from msmmt.preprocess.clip import process_clip
 
 CFG = PreprocessConfig(face_size=64, image_size=32)
@@ -192,7 +193,11 @@ def test_a_missing_apex_is_estimated_from_the_motion_and_cached_under_it(tmp_pat
     first = preprocess_dataset([sample], CFG, tmp_path / "cache", progress=False)
     assert (first.done, first.failed) == (1, 0)
     folder = cache.clip_folder(tmp_path / "cache", "casme2", "casme2/sub03", "EP09")
-    estimated = [a for a in range(1, 16) if cache.clip_entries(folder, CFG, 1, a, 15, 15).motion.is_file()]
+    inputs = input_fingerprint(sample, sample_key_frames(sample))
+    estimated = [
+        a for a in range(1, 16)
+        if cache.clip_entries(folder, CFG, 1, a, 15, 15, inputs).motion.is_file()
+    ]
     assert len(estimated) == 1 and abs(estimated[0] - 11) <= 1, estimated
     again = preprocess_dataset([sample], CFG, tmp_path / "cache", progress=False)
     assert (again.done, again.skipped) == (0, 1)

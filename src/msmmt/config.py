@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -381,21 +381,42 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _takes_bool(parts: list[str]) -> bool:
+    """Whether the Config field at ``parts`` accepts a boolean (True for unknown keys:
+    validation names those)."""
+    node: Any = Config
+    for part in parts:
+        field = node.model_fields.get(part) if isinstance(node, type) else None
+        if field is None:
+            return True
+        node = field.annotation
+    return node is bool or bool in get_args(node)
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides to a raw config dict (copied)."""
+    """Apply ``key.sub=value`` overrides to a raw config dict (copied).
+
+    A boolean (``true``/``false``/``yes``...) for a field that is not one is refused:
+    pydantic would otherwise read ``train.epochs=true`` as 1.
+    """
     out = json.loads(json.dumps(raw))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. model.alpha=0.2")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"--set {item}: the key (or a part of it) is empty; expected KEY=VALUE")
+        parsed = _parse_value(value)
+        if isinstance(parsed, bool) and not _takes_bool(parts):
+            raise ConfigError(f"--set {item}: {key.strip()} does not take true/false")
         node = out
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {item}: {part} is not a section")
             node = child
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = parsed
     return out
 
 

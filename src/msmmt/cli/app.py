@@ -151,6 +151,18 @@ def load_or_fail(config: str | Path | None = None) -> Config:
         raise fail(str(err)) from None
 
 
+def check_pretrained(cfg: Config) -> None:
+    """Fail with one line when ``model.pretrained`` names a local file that cannot be opened."""
+    path = cfg.model.pretrained
+    if path is None or path == "timm":
+        return
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as err:
+        raise fail(f"model.pretrained {path}: cannot read it ({err.strerror or err})") from None
+
+
 def output_dir(explicit: Path | None, default: str) -> Path:
     """The command's output folder: its own ``--out``, else the global one, else ``default``."""
     return Path(explicit or STATE.out or default)

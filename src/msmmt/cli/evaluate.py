@@ -16,6 +16,7 @@ from msmmt.cli.app import (
     RETRIES_OPT,
     STATE,
     app,
+    check_pretrained,
     fail,
     load_or_fail,
     output_dir,
@@ -77,8 +78,10 @@ def loso(
     from msmmt.data.readers import read_for_training
     from msmmt.evaluation.executors import make_executor
     from msmmt.evaluation.runner import FoldsFailedError, RunDirMismatchError, run_folds
+    from msmmt.preprocess.cache import adopt_cache_settings
 
     cfg = load_or_fail(config)
+    check_pretrained(cfg)
     if not data.exists():
         raise fail(f"--data {data}: no such file or folder")
     wanted = _fold_selection(folds, shard)
@@ -89,6 +92,8 @@ def loso(
     run = output_dir(out, "runs/loso")
     fit_predict = _fit_predict(cfg, run, tensorboard)
     try:
+        if dataset == "precomputed":  # evaluate with (and record) the cache's settings
+            cfg = adopt_cache_settings(cfg, data)
         samples = read_for_training(dataset, data, cfg.data)
         n_subjects = len({s.subject for s in samples})
         typer.echo(

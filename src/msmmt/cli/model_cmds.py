@@ -20,6 +20,7 @@ from msmmt.cli.app import (
     DATASET_OPT,
     STATE,
     app,
+    check_pretrained,
     fail,
     load_or_fail,
     output_dir,
@@ -54,19 +55,23 @@ def train(
     from msmmt.data.readers import read_for_training
     from msmmt.engine.export import save_trained
     from msmmt.engine.trainer import fit
+    from msmmt.preprocess.cache import adopt_cache_settings
 
     cfg = load_or_fail(config)
+    check_pretrained(cfg)
     if not data.exists():
         raise fail(f"{data}: no such file or folder")
     model_dir = output_dir(out, "runs/model")
     try:
+        if dataset == "precomputed":  # train with (and record) the settings the cache was made with
+            cfg = adopt_cache_settings(cfg, data)
         samples = read_for_training(dataset, data, cfg.data)
         subjects = len({s.subject for s in samples})
         typer.echo(f"training on {len(samples)} clips of {subjects} subjects -> {model_dir}")
         result = fit(cfg, samples, out_dir=model_dir, progress=STATE.verbosity >= 0)
         source = {"data": str(data.resolve()), "dataset": dataset}
         save_trained(result, cfg, samples, model_dir, source)
-    except (DatasetError, ConfigError, ValueError) as err:
+    except (DatasetError, ConfigError, ValueError) as err:  # ValueError: unusable weights file
         raise fail(str(err)) from None
     last = result.history[-1]
     typer.echo(
@@ -133,6 +138,7 @@ def predict(
                     "apex": sample.apex,
                     "offset": sample.offset,
                     "assumed": sample.extra.get("assumed"),
+                    "warning": sample.extra.get("warning"),
                 },
                 indent=2,
             )

@@ -65,7 +65,7 @@ def preprocess(
     Ray of --workers x --threads CPUs, or the cluster at --address).
     """
     from msmmt.config import ConfigError
-    from msmmt.core.records import DatasetError
+    from msmmt.core.records import DatasetError, SheetRowsError
     from msmmt.data.readers import DATASETS, read_dataset
     from msmmt.preprocess.batch import preprocess_dataset
 
@@ -79,8 +79,12 @@ def preprocess(
         raise fail(f"dataset {dataset!r}: expected one of {choices}")
     if not root.exists():
         raise fail(f"dataset root {root} does not exist")
+    rejected = []
     try:
         samples = read_dataset(dataset, root, _annotations(annotations))
+    except SheetRowsError as err:  # go on with the good rows; the bad ones go to failures.csv
+        typer.echo(f"warning: {err}", err=True)
+        samples, rejected = err.samples, err.problems
     except (DatasetError, ValueError) as err:
         raise fail(str(err)) from None
     cache_dir = output_dir(out, "cache")
@@ -96,7 +100,7 @@ def preprocess(
     try:
         summary = preprocess_dataset(
             samples, cfg.preprocess, cache_dir, workers=workers,
-            progress=STATE.verbosity >= 0, map_clips=map_clips,
+            progress=STATE.verbosity >= 0, map_clips=map_clips, rejected=rejected,
         )
     except ConfigError as err:
         raise fail(str(err)) from None

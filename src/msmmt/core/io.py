@@ -1,20 +1,49 @@
 """Atomic file writes: a temp file in the same folder, then ``os.replace``.
 
 Every cache entry, fold result and checkpoint goes through these, so an
-interrupted run never leaves a half-written file behind a valid name.
+interrupted run never leaves a half-written file behind a valid name. Files get
+the mode an ordinary ``open`` would give them (``0o666 & ~umask``), not
+``mkstemp``'s 0600, so a cache or run folder can be shared as the umask allows.
+A temporary file's name carries the host and process that write it
+(``.NAME.tmp-HOST-PID-XXXX.SUFFIX``): :func:`remove_stale_temporaries` deletes
+those left behind by a killed process of this host, and nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "default_mode",
+    "file_digest",
+    "remove_stale_temporaries",
+]
+
+_UMASK_LOCK = threading.Lock()
+_HOST = re.sub(r"[^A-Za-z0-9]+", "", socket.gethostname())[:32] or "host"
+_TEMP = re.compile(r"^\..+\.tmp-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[^.]+(\.[^.]*)?$")
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open`` (``0o666``) or ``mkdir`` (``0o777``) would give under the current umask."""
+    with _UMASK_LOCK:  # reading the umask means setting it: keep other threads out
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
 
 
 @contextmanager
@@ -22,18 +51,65 @@ def atomic_path(path: str | Path, suffix: str | None = None):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     ``suffix`` defaults to the target's, so writers that pick a format from the
-    extension (OpenCV, matplotlib, pandas) still do so.
+    extension (OpenCV, matplotlib, pandas) still do so. The file ends up with
+    :func:`default_mode`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-",
+        suffix=suffix or path.suffix,
+        dir=path.parent,
+    )
     os.close(fd)
     try:
+        os.chmod(tmp, default_mode())
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(root: str | Path) -> list[Path]:
+    """Delete the temporary files under ``root`` left by killed writers; return them.
+
+    Only names made by :func:`atomic_path` on this host whose process is gone are
+    removed: a temporary file of a live run (this one, or another on the same cache)
+    and anything written by another host are left alone.
+    """
+    removed = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            m = _TEMP.match(name)
+            if m and m["host"] == _HOST and not _alive(int(m["pid"])):
+                path = Path(folder, name)
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def file_digest(paths: Sequence[str | Path], content: bool = False) -> str:
+    """A short hash of files: of their bytes (``content=True``), else of each one's
+    name, size and modification time (cheap: a stat per file)."""
+    h = hashlib.sha1()
+    for path in paths:
+        if content:
+            h.update(hashlib.sha1(Path(path).read_bytes()).digest())
+        else:
+            st = Path(path).stat()
+            h.update(json.dumps([Path(path).name, st.st_size, st.st_mtime_ns]).encode())
+    return h.hexdigest()[:16]
 
 
 def _write(path: str | Path, write: Callable[[Path], Any]) -> Path:

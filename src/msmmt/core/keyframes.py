@@ -67,6 +67,8 @@ def resolve_marks(
     if offset is None:
         offset = numbers[-1]
         assumed.append(f"offset = last frame ({offset})")
+    if onset not in numbers:  # before the order check: an onset past the end is the onset's fault
+        raise DatasetError(f"{where}: onset frame {onset} is not among the clip's {span}")
     if onset > offset:
         raise DatasetError(f"{where}: onset frame {onset} is after offset frame {offset}")
     if onset in numbers and offset > numbers[-1]:

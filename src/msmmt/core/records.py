@@ -11,11 +11,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Sample", "DatasetError"]
+__all__ = ["DatasetError", "RowProblem", "Sample", "SheetRowsError"]
 
 
 class DatasetError(ValueError):
     """Bad input data; the message names the file (and row) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One annotation row a reader could not use; ``error`` names the file and row."""
+
+    dataset: str
+    subject: str
+    clip: str
+    error: str
+
+
+class SheetRowsError(DatasetError):
+    """Some rows of an annotation sheet are unusable: every problem at once.
+
+    ``problems`` lists them; ``samples`` holds the rows that were fine, so a caller
+    that can go on without the bad ones (preprocessing) does.
+    """
+
+    def __init__(self, problems: list[RowProblem], samples: list[Sample]):
+        self.problems = problems
+        self.samples = samples
+        lines = "\n".join(f"  {p.error}" for p in problems)
+        super().__init__(f"{len(problems)} unusable annotation row(s):\n{lines}")
 
 
 @dataclass(frozen=True)

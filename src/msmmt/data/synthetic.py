@@ -49,7 +49,7 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
-from msmmt.core.io import atomic_path, atomic_write_json
+from msmmt.core.io import atomic_path, atomic_write_json, default_mode
 from msmmt.core.records import DatasetError
 
 __all__ = [
@@ -419,6 +419,7 @@ def _write_clip(frames: np.ndarray, folder: Path, quality: int) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
+        os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would ignore the umask
         for i, frame in enumerate(frames, start=1):
             ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
             if not ok:

@@ -4,6 +4,8 @@ Layout of a run directory::
 
     RUN/config.yaml            the run's config (a rerun with another config is refused)
     RUN/samples.csv            key, dataset, subject, clip, label of every sample
+    RUN/inputs.csv             key and a hash of each sample's image files (another --data
+                               with the same keys is refused on resume)
     RUN/folds.csv              the plan: fold name and test sample key
     RUN/folds/<fold>/predictions.csv   key, subject, dataset, true, predicted, p_<class>...
     RUN/folds/<fold>/history.csv       one row per training epoch
@@ -33,7 +35,12 @@ import numpy as np
 import pandas as pd
 
 from msmmt.config import Config, ConfigError, flat_settings, load_config, save_config
-from msmmt.core.io import atomic_write_json, atomic_write_text
+from msmmt.core.io import (
+    atomic_write_json,
+    atomic_write_text,
+    file_digest,
+    remove_stale_temporaries,
+)
 from msmmt.core.labels import class_names, label_indices
 from msmmt.core.records import Sample
 from msmmt.evaluation.executors import Executor, LocalExecutor
@@ -66,6 +73,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 SAMPLES_FILE = "samples.csv"
+INPUTS_FILE = "inputs.csv"
 PLAN_FILE = "folds.csv"
 FOLDS_DIR = "folds"
 PREDICTIONS_FILE = "predictions.csv"
@@ -193,8 +201,34 @@ def _write_or_check(path: Path, text: str, what: str) -> None:
         atomic_write_text(path, text)
 
 
+def _input_digest(sample: Sample) -> str:
+    """Hash of the bytes of a sample's images (precomputed), else of its frames' stats."""
+    images = [p for p in (sample.texture_image, sample.motion_image) if p is not None]
+    if images:
+        return file_digest(images, content=True)
+    return file_digest([p for p in (*sample.frames, sample.video) if p is not None])
+
+
+def _check_inputs(samples: Sequence[Sample], out: Path) -> None:
+    """Record the samples' input hashes in RUN/inputs.csv, or refuse other inputs on resume."""
+    now = pd.DataFrame([(s.key, _input_digest(s)) for s in samples], columns=["key", "digest"])
+    path = out / INPUTS_FILE
+    if not path.is_file():
+        atomic_write_text(path, now.to_csv(index=False))
+        return
+    was = dict(pd.read_csv(path, dtype=str).itertuples(index=False, name=None))
+    changed = [k for k, d in now.itertuples(index=False, name=None) if was.get(k) != d]
+    if changed:
+        raise RunDirMismatchError(
+            f"{out}: refusing to resume a run made from other input data: the images of "
+            f"{len(changed)} sample(s) differ (e.g. {', '.join(changed[:3])}). "
+            "Use a new --out directory."
+        )
+
+
 def _prepare_run_dir(cfg: Config, samples: Sequence[Sample], plan: Sequence[Fold], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     cfg_path = out / CONFIG_FILE
     if cfg_path.is_file():
         try:
@@ -219,6 +253,7 @@ def _prepare_run_dir(cfg: Config, samples: Sequence[Sample], plan: Sequence[Fold
     rows = [(f.name, k) for f in plan for k in f.test_keys]
     plan_text = pd.DataFrame(rows, columns=["fold", "key"]).to_csv(index=False)
     _write_or_check(out / PLAN_FILE, plan_text, "fold plan")
+    _check_inputs(samples, out)
 
 
 def _run_fold(

@@ -29,7 +29,7 @@ from msmmt.core.labels import class_names
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers import load_frames, read_clip
 from msmmt.engine.dataset import to_tensor
-from msmmt.model.checkpoint import load_checkpoint
+from msmmt.model.checkpoint import CheckpointError, load_checkpoint
 from msmmt.preprocess.clip import ClipImages, process_clip
 
 __all__ = ["Analysis", "Predictor"]
@@ -70,6 +70,27 @@ def _with_estimated_apex(sample: Sample, numbers: list[int], estimate: dict) -> 
     )
     extra = {**sample.extra, "assumed": "; ".join(said)}
     return dataclasses.replace(sample, apex=apex, apex_estimated=True, extra=extra)
+def _class_names(extra: dict, config: Config, model_dir: Path) -> list[str]:
+    """The checkpoint's class names (extra.json, else the config's class set), one per output."""
+    names = extra.get("class_names") or list(class_names(config.data.class_set))
+    n = config.model.num_classes
+    if not (isinstance(names, list) and len(names) == n and all(isinstance(c, str) for c in names)):
+        raise CheckpointError(
+            f"{model_dir / 'extra.json'}: class_names {names!r} must be a list of {n} names, "
+            "one per output of the model"
+        )
+    return names
+
+
+def _check_motion(sample: Sample, clip: Path) -> None:
+    """Refuse a clip in which nothing can move: one frame, or the apex on the onset."""
+    used = [n for n in sample.frame_numbers if sample.onset <= n <= sample.offset]
+    if len(used) < 2 or sample.apex == sample.onset:
+        raise DatasetError(
+            f"{clip}: {len(used)} frame(s) from onset {sample.onset} to offset {sample.offset}, "
+            f"apex {sample.apex}: a micro-expression needs frames after the onset and an apex "
+            "after it (the flow from onset to apex would be zero)"
+        )
 
 
 class Predictor:
@@ -85,9 +106,7 @@ class Predictor:
         model, self.config, self.extra = load_checkpoint(self.model_dir, map_location=device)
         self.model = model.eval()
         self.device = device
-        self.class_names: list[str] = list(
-            self.extra.get("class_names") or class_names(self.config.data.class_set)
-        )
+        self.class_names = _class_names(self.extra, self.config, self.model_dir)
         self.texture_is_apex = self.extra.get("texture") == "apex"
         """True for a model trained on apex crops (composite release) instead of dynamic images."""
 
@@ -115,6 +134,7 @@ class Predictor:
         if not clip.exists():
             raise DatasetError(f"{clip}: no such clip (expected a folder of frames or a video file)")
         sample = read_clip(clip, onset=onset, apex=apex, offset=offset)
+        _check_motion(sample, clip)
         span = sample_key_frames(sample)
         marks = span.relative()
         numbers = list(sample.frame_numbers[span.onset : span.offset + 1])

@@ -69,6 +69,8 @@ def load_checkpoint(
         raise CheckpointError(f"{directory / CONFIG}: invalid config: {err}") from err
     extra_path = directory / EXTRA
     extra = _read_json(extra_path, "extra") if extra_path.exists() else {}
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"{extra_path}: expected a JSON object, got {type(extra).__name__}")
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights}: checkpoint weights not found")

@@ -1,6 +1,8 @@
 """Preprocess a whole dataset: every sample through :func:`~msmmt.preprocess.clip.process_clip`,
-in a process pool, through the cache of :mod:`msmmt.preprocess.cache`; a failing clip is
-recorded in ``failures.csv`` and the others go on; the result is ``manifest.csv``.
+in a process pool, through the cache of :mod:`msmmt.preprocess.cache`; a failing clip (or a
+sheet row the reader rejected) is recorded in ``failures.csv`` and the others go on; the
+result is ``manifest.csv`` and its metadata ``manifest.json``. Workers exit when their
+parent dies (killed or not), and temporary files of killed runs are removed on the next.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -18,15 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from msmmt.config import PreprocessConfig
-from msmmt.core.io import atomic_path
+from msmmt.core.io import atomic_path, file_digest, remove_stale_temporaries
 from msmmt.core.keyframes import KeyFrames, sample_key_frames
-from msmmt.core.records import Sample
+from msmmt.core.records import RowProblem, Sample
 from msmmt.data.readers import load_frames, write_manifest
 from msmmt.ops.landmarks import detect_landmarks
 from msmmt.preprocess import cache
 from msmmt.preprocess.clip import IMAGES, StageClock, align_clip, estimate_apex, modality_images
 
-__all__ = ["RunSummary", "preprocess_dataset"]
+__all__ = ["RunSummary", "input_fingerprint", "preprocess_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ FAILURE_COLUMNS = ("dataset", "subject", "clip", "stage", "error")
 ClipMap = Callable[[Callable[[Sample], "_Outcome"], list[Sample]], Iterable[tuple[int, object]]]
 """Runs the per-clip function over clips elsewhere (see ``map_clips``)."""
 
+PARENT_POLL_SECONDS = 0.5
+"""How often a worker checks that the process that started it is still alive."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,12 @@ def _sample_range(sample: Sample) -> tuple[KeyFrames, tuple[int, int, int, int]]
     return marks, (onset, apex, offset, offset)
 
 
+def input_fingerprint(sample: Sample, marks: KeyFrames) -> str:
+    """Fingerprint of the files the clip's entries are made from (frames onset..offset, or the video)."""
+    files = sample.frames[marks.onset : marks.offset + 1] if sample.frames else (sample.video,)
+    return file_digest([f for f in files if f is not None])
+
+
 def _process_sample(
     sample: Sample, cfg: PreprocessConfig, cache_dir: Path, compute: bool = True
 ) -> _Outcome | None:
@@ -87,8 +98,9 @@ def _process_sample(
     try:
         with clock("frames"):
             marks, (onset, apex, offset, end) = _sample_range(sample)
+            inputs = input_fingerprint(sample, marks)
         folder = cache.clip_folder(cache_dir, sample.dataset, sample.subject, sample.clip)
-        entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
+        entries = cache.clip_entries(folder, cfg, onset, apex, offset, end, inputs)
         missing = [name for name in IMAGES if not entries.image(name).is_file()]
         if not missing and not sample.apex_estimated:
             return _Outcome("skipped", entries.texture, entries.motion)
@@ -106,7 +118,7 @@ def _process_sample(
                 marks, _ = estimate_apex(faces, marks)
             apex = sample.frame_numbers[marks.apex]
             log.info("%s: no apex annotated; frame %d estimated from facial motion", sample.key, apex)
-            entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
+            entries = cache.clip_entries(folder, cfg, onset, apex, offset, end, inputs)
             missing = [name for name in IMAGES if not entries.image(name).is_file()]
             if not missing:
                 return _Outcome("skipped", entries.texture, entries.motion)
@@ -120,10 +132,23 @@ def _process_sample(
         return _Outcome("failed", stage=clock.current, error=f"{type(err).__name__}: {err}")
 
 
-def _init_worker(threads: int) -> None:
-    """Pool initialiser: limit OpenCV's threads and load dlib's models once per worker."""
+def _exit_with_parent(parent: int) -> None:
+    """Poll until the process ``parent`` is no longer this process's parent, then exit.
+
+    A pool worker whose parent was killed (SIGKILL runs no clean-up) would otherwise
+    finish its clip and wait on the task queue for ever, and keep the resource
+    tracker alive with it.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    """Pool initialiser: exit with the parent, limit OpenCV's threads, load dlib's models once."""
     import cv2
 
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     cv2.setNumThreads(threads)
     detect_landmarks(np.zeros((16, 16), np.uint8))
 
@@ -158,7 +183,7 @@ def _outcomes(
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(
-        workers, multiprocessing.get_context("spawn"), _init_worker, (threads,)
+        workers, multiprocessing.get_context("spawn"), _init_worker, (threads, os.getpid())
     ) as pool:
         futures = {pool.submit(_process_sample, samples[i], cfg, cache_dir): i for i in todo}
         try:
@@ -183,22 +208,26 @@ def preprocess_dataset(
     workers: int = 1,
     progress: bool = True,
     map_clips: ClipMap | None = None,
+    rejected: Sequence[RowProblem] = (),
 ) -> RunSummary:
     """Preprocess ``samples`` into ``cache_dir`` and write its manifest and failure list.
 
-    Clips already in the cache (for these settings) are skipped; a clip that fails is
-    recorded in ``failures.csv`` (dataset, subject, clip, stage, error) and the run
-    goes on. ``manifest.csv`` lists every clip whose images exist, in sample order.
-    ``workers > 1`` runs clips in that many processes (dlib's models are loaded once
-    per process). ``map_clips(work, samples)``, when given, runs the clips to compute
-    instead (e.g. :class:`msmmt.preprocess.ray_batch.RayClipMap`: batches as Ray tasks),
-    yielding ``(position, outcome or failure message)``.
+    Clips already in the cache (for these settings and input files) are skipped; a clip
+    that fails is recorded in ``failures.csv`` (dataset, subject, clip, stage, error)
+    and the run goes on; so are the ``rejected`` rows of the reader (stage ``read``).
+    ``manifest.csv`` lists every clip whose images exist, in sample order, and
+    ``manifest.json`` the settings that made it. ``workers > 1`` runs clips in that
+    many processes (dlib's models are loaded once per process). ``map_clips(work,
+    samples)``, when given, runs the clips to compute instead (e.g.
+    :class:`msmmt.preprocess.ray_batch.RayClipMap`: batches as Ray tasks), yielding
+    ``(position, outcome or failure message)``.
     """
     from tqdm.auto import tqdm
 
-
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    for path in remove_stale_temporaries(cache_dir):
+        log.info("removed %s, left by a killed run", path)
     start = time.perf_counter()
     outcomes: dict[int, _Outcome] = {}
     bar = tqdm(total=len(samples), desc="preprocess", unit="clip", disable=not progress)
@@ -218,18 +247,19 @@ def preprocess_dataset(
         for i, o in sorted(outcomes.items())
         if o.status != "failed"
     ]
-    failures = [
+    failures = [(r.dataset, r.subject, r.clip, "read", r.error) for r in rejected] + [
         (samples[i].dataset, samples[i].subject, samples[i].clip, o.stage, o.error)
         for i, o in sorted(outcomes.items())
         if o.status == "failed"
     ]
     manifest = write_manifest(ok, cache_dir / "manifest.csv")
+    cache.write_metadata(manifest, cfg)
     failures_path = cache_dir / "failures.csv"
     _write_failures(failures_path, failures)
     summary = RunSummary(
         counts["done"],
         counts["skipped"],
-        counts["failed"],
+        counts["failed"] + len(rejected),
         time.perf_counter() - start,
         manifest,
         failures_path,

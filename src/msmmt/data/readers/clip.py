@@ -6,6 +6,7 @@ Frame numbers of a folder come from its file names (``img10`` after ``img9``, se
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,8 @@ from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import existing, numbered_frames
 
 __all__ = ["VIDEO_EXTENSIONS", "load_frames", "read_clip"]
+
+log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"}
@@ -29,10 +32,12 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def _count_frames(path: Path) -> int:
-    """Frames of the video counted by decoding (container headers can be wrong)."""
+def _count_frames(path: Path) -> tuple[int, str | None]:
+    """Frames of the video counted by decoding (container headers can be wrong), and a
+    warning when fewer decode than the header announces (a truncated or damaged file)."""
     capture = _open_video(path)
     try:
+        announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         n = 0
         while capture.grab():
             n += 1
@@ -40,7 +45,14 @@ def _count_frames(path: Path) -> int:
         capture.release()
     if n == 0:
         raise DatasetError(f"video {path} has no decodable frame")
-    return n
+    if announced > n:
+        warning = (
+            f"video {path}: only {n} of the {announced} frames its header announces could be "
+            "decoded (truncated or damaged?); the clip is taken to end there"
+        )
+        log.warning("%s", warning)
+        return n, warning
+    return n, None
 
 
 def read_clip(
@@ -56,11 +68,13 @@ def read_clip(
     (and ``apex_estimated`` is set when the apex was).
     """
     path = existing(path, "clip")
+    warning = None
     if path.is_dir():
         frames, numbers = numbered_frames(path)
         video = None
     elif path.suffix.lower() in VIDEO_EXTENSIONS:
-        frames, numbers, video = (), tuple(range(_count_frames(path))), path
+        n, warning = _count_frames(path)
+        frames, numbers, video = (), tuple(range(n)), path
     else:
         raise DatasetError(
             f"clip {path} is neither a folder of frames nor a video "
@@ -80,7 +94,10 @@ def read_clip(
         apex=apex_number,
         offset=offset,
         apex_estimated=apex is None,
-        extra={"assumed": "; ".join(assumed)} if assumed else {},
+        extra={
+            **({"assumed": "; ".join(assumed)} if assumed else {}),
+            **({"warning": warning} if warning else {}),
+        },
     )
 
 

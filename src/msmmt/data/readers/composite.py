@@ -28,7 +28,7 @@ from pathlib import Path
 
 from msmmt.core.labels import map_label
 from msmmt.core.names import squash
-from msmmt.core.records import DatasetError, Sample
+from msmmt.core.records import DatasetError, Sample, SheetRowsError
 from msmmt.data.readers._frames import existing_folder
 from msmmt.data.readers.casme2 import read_casme2
 from msmmt.data.readers.samm import read_samm
@@ -87,10 +87,18 @@ def read_composite(
         raise ValueError(
             f"composite annotations: unknown keys {sorted(unknown)}; use 'casme2' and 'samm'"
         )
-    samples = (
-        read_casme2(_part_folder(root, "casme2"), sheets.get("casme2"))
-        + read_samm(_part_folder(root, "samm"), sheets.get("samm"))
-        + read_smic(_part_folder(root, "smic"))
-    )
-    kept = [s for s in samples if (s.subject, s.clip) not in DROPPED]
-    return filter_class_set(kept, "composite")
+    samples, problems = [], []
+    for read in (
+        lambda: read_casme2(_part_folder(root, "casme2"), sheets.get("casme2")),
+        lambda: read_samm(_part_folder(root, "samm"), sheets.get("samm")),
+        lambda: read_smic(_part_folder(root, "smic")),
+    ):
+        try:
+            samples += read()
+        except SheetRowsError as err:  # gather every part's bad rows before reporting
+            samples += err.samples
+            problems += err.problems
+    kept = filter_class_set([s for s in samples if (s.subject, s.clip) not in DROPPED], "composite")
+    if problems:
+        raise SheetRowsError(problems, kept)
+    return kept

@@ -19,9 +19,9 @@ from pathlib import Path
 from msmmt.core.io import atomic_path
 from msmmt.core.labels import KNOWN_EMOTIONS
 from msmmt.core.names import squash
-from msmmt.core.records import DatasetError, Sample
+from msmmt.core.records import DatasetError, RowProblem, Sample, SheetRowsError
 from msmmt.data.readers._frames import existing
-from msmmt.data.readers._sheet import read_table
+from msmmt.data.readers._sheet import Row, read_table
 
 __all__ = ["MANIFEST_COLUMNS", "MANIFEST_NAME", "read_precomputed", "write_manifest"]
 
@@ -46,51 +46,65 @@ def _column_names(path: Path) -> dict[str, str]:
 
 
 def read_precomputed(root: str | Path) -> list[Sample]:
-    """Samples of the manifest ``root`` (the CSV, or a folder holding ``manifest.csv``), in row order."""
+    """Samples of the manifest ``root`` (the CSV, or a folder holding ``manifest.csv``), in row order.
+
+    Every unusable row is reported at once in a :class:`SheetRowsError`.
+    """
     path = existing(root, "manifest")
     if path.is_dir():
         path = existing(path / MANIFEST_NAME, "manifest")
     folder = path.absolute().parent
-    samples = []
+    samples: list[Sample] = []
+    problems: list[RowProblem] = []
     seen: dict[tuple[str, str], int] = {}
     names = _column_names(path)
     for row in read_table(path, names):
-        values = {c: row.text(c) for c in MANIFEST_COLUMNS}
-        empty = [names[c] for c, v in values.items() if not v]
-        if empty:
-            raise DatasetError(f"{row.where}: empty {', '.join(empty)}")
-        dataset = values["dataset"].lower()
-        subject = (
-            values["subject"] if "/" in values["subject"] else f"{dataset}/{values['subject']}"
-        )
-        key = (subject, values["clip"])
-        if key in seen:
-            raise DatasetError(
-                f"{row.where}: duplicate clip {subject}/{values['clip']} (also on row {seen[key]})"
+        try:
+            samples.append(_row_sample(row, folder, seen, names))
+        except DatasetError as err:
+            problems.append(
+                RowProblem(row.text("dataset"), row.text("subject"), row.text("clip"), str(err))
             )
-        seen[key] = row.number
-        label = values["label"].lower()
-        if label not in KNOWN_EMOTIONS:
-            raise DatasetError(f"{row.where}: unknown label {values['label']!r}")
-        images = {}
-        for column in ("texture_image", "motion_image"):
-            image = Path(values[column])
-            image = image if image.is_absolute() else folder / image
-            if not image.is_file():
-                raise DatasetError(f"{row.where}: {names[column]} {image} does not exist")
-            images[column] = image
-        samples.append(
-            Sample(
-                dataset=dataset,
-                subject=subject,
-                clip=values["clip"],
-                label=label,
-                texture_image=images["texture_image"],
-                motion_image=images["motion_image"],
-                extra={"row": row.where},
-            )
-        )
+    if problems:
+        raise SheetRowsError(problems, samples)
     return samples
+
+
+def _row_sample(
+    row: Row, folder: Path, seen: dict[tuple[str, str], int], names: dict[str, str]
+) -> Sample:
+    """The sample of one manifest row; a DatasetError naming the row if it is unusable."""
+    values = {c: row.text(c) for c in MANIFEST_COLUMNS}
+    empty = [names[c] for c, v in values.items() if not v]
+    if empty:
+        raise DatasetError(f"{row.where}: empty {', '.join(empty)}")
+    dataset = values["dataset"].lower()
+    subject = values["subject"] if "/" in values["subject"] else f"{dataset}/{values['subject']}"
+    key = (subject, values["clip"])
+    if key in seen:
+        raise DatasetError(
+            f"{row.where}: duplicate clip {subject}/{values['clip']} (also on row {seen[key]})"
+        )
+    seen[key] = row.number
+    label = values["label"].lower()
+    if label not in KNOWN_EMOTIONS:
+        raise DatasetError(f"{row.where}: unknown label {values['label']!r}")
+    images = {}
+    for column in ("texture_image", "motion_image"):
+        image = Path(values[column])
+        image = image if image.is_absolute() else folder / image
+        if not image.is_file():
+            raise DatasetError(f"{row.where}: {names[column]} {image} does not exist")
+        images[column] = image
+    return Sample(
+        dataset=dataset,
+        subject=subject,
+        clip=values["clip"],
+        label=label,
+        texture_image=images["texture_image"],
+        motion_image=images["motion_image"],
+        extra={"row": row.where},
+    )
 
 
 def _relative(image: Path, folder: Path) -> str:
