@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AugmentConfig",
@@ -102,8 +109,15 @@ class ModelConfig(_Section):
     share_backbone: Literal["modality", "all", "scale"] = "modality"
     """``modality``: one backbone per modality shared by its scales; ``all``: one
     backbone for everything; ``scale``: one per (modality, scale)."""
-    patch_weighting: bool = True
-    """Attention-guided patch weighting before the last block (eqs 12-15)."""
+    patch_weighting: Literal["none", "paper", "post-norm", "attention"] = "attention"
+    """How the attention-guided patch weights g (eqs 12-14) act on the last block
+    (docs/METHOD.md, "Patch weighting"): ``paper`` scales the tokens entering the
+    pre-norm block (eq 15 literally; inert, since LN(g x) = LN(x) for g > 0);
+    ``post-norm`` scales the normalised tokens that give keys and values;
+    ``attention`` adds log g_j to the class token's attention logits
+    (p_j ∝ g_j exp(q·k_j / sqrt(d)), g_j -> 0 removes patch j); ``none`` is a plain ViT.
+    Old configs' ``true`` means this default, ``false`` means ``none``.
+    DEFAULT-RATIONALE"""
     rollout_residual: bool = False
     """Add the identity to each G_l before renormalising (attention rollout)."""
     detach_weights: bool = True
@@ -112,6 +126,14 @@ class ModelConfig(_Section):
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     proj_dim: int = Field(128, ge=1)
     num_classes: int = Field(3, ge=2)
+
+    @field_validator("patch_weighting", mode="before")
+    @classmethod
+    def _legacy_patch_weighting(cls, value: Any) -> Any:
+        """Configs written before the variants existed said true / false."""
+        if isinstance(value, bool):
+            return "attention" if value else "none"
+        return value
 
     @model_validator(mode="after")
     def _check_scales(self) -> ModelConfig:
