@@ -18,10 +18,12 @@ k, and b the optional ``log g`` bias. It reads the submodules of timm's
 ``Attention`` (``qkv``, ``q_norm``, ``k_norm``, ``attn_drop``, ``norm``, ``proj``,
 ``proj_drop``, ``gate`` if present) and ``Block`` (``norm1``, ``ls1``,
 ``drop_path1``, ``norm2``, ``mlp``, ``ls2``, ``drop_path2``). ``Attention.norm``
-appeared in timm 1.0.16; :data:`REQUIRED` lists what is checked when a backbone is
-built, and ``tests/test_backbone.py`` checks that this block equals timm's own
-forward (layer scale and qk-norm included) for the installed timm. The tested
-range is pinned in ``pyproject.toml``.
+appeared in timm 1.0.16 (older versions are refused when a backbone is built:
+:data:`REQUIRED` lists what is checked). ``tests/test_backbone.py`` checks that this
+block equals timm's own forward (layer scale, qk-norm and the output norm included)
+for the installed timm. The range pinned in ``pyproject.toml``, timm 1.0.22 to
+1.0.31, is the one whose two ends pass the model tests (1.0.16-1.0.21 run this block
+too, but cannot build a ViT on the meta device).
 """
 
 from __future__ import annotations
