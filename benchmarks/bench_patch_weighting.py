@@ -12,7 +12,8 @@ same random clips, and ``max |logit - logit_none|`` is recorded, with
 
 and, with ``--models``, for trained checkpoints (their own g, on ``--data`` clips):
 how much the trained model's output moves when its weighting is switched off
-(``none``). ``logit_std`` gives the scale of the logits. Results go to
+(``none``), and the range of its g (``g_min``, ``g_mean``: means over clips and maps of
+each map's smallest and mean weight). ``logit_std`` gives the scale of the logits. Results go to
 ``results/patch_weighting.csv``.
 
     PYTHONPATH=src python benchmarks/bench_patch_weighting.py
@@ -92,12 +93,16 @@ def trained_rows(folders: list[Path], data: Path) -> list[dict]:
         model, cfg, _ = load_checkpoint(folder)
         images, _ = load_images(data, cfg)
         pair = [images["texture"], images["motion"]]
+        with torch.no_grad():
+            maps = [w.flatten(1) for w in model(*pair).patch_weights.values()]
         own = logits(model, pair, cfg.model.patch_weighting, False)
         base = logits(model, pair, "none", False)
         rows.append({"model": f"trained {folder.name}", "g": "own_g",
                      "variant": cfg.model.patch_weighting,
                      "max_abs_dlogit": (own - base).abs().max().item(),
-                     "logit_std": own.std().item()})
+                     "logit_std": own.std().item(),
+                     "g_min": torch.stack([m.min(1).values for m in maps]).mean().item(),
+                     "g_mean": torch.stack([m.mean(1) for m in maps]).mean().item()})
     return rows
 
 

@@ -132,7 +132,7 @@ class ModelConfig(_Section):
     def _legacy_patch_weighting(cls, value: Any) -> Any:
         """Configs written before the variants existed said true / false."""
         if isinstance(value, bool):
-            return "attention" if value else "none"
+            return cls.model_fields["patch_weighting"].default if value else "none"
         return value
 
     @model_validator(mode="after")
