@@ -69,7 +69,7 @@ def sensitivity_rows(name: str, model, images, modes: list[str]) -> list[dict]:
             got = logits(model, images, variant, mode == "random_g")
             rows.append({"model": name, "g": mode, "variant": variant,
                          "max_abs_dlogit": (got - base).abs().max().item(),
-                         "logit_std": base.std().item()})
+                         "logit_std": base.std().item(), "g_min": None, "g_mean": None})
     return rows
 
 

@@ -226,7 +226,9 @@ def test_explain_draws_the_patch_weights(trained, tmp_path):
     fig = tmp_path / "out" / "fig.png"
     result = runner.invoke(app, ["explain", str(root / "model"), str(folder), "--out", str(fig)])
     assert result.exit_code == 0, result.output
-    assert "patch weights (attention: applied" in result.output
+    default = load_config("demo").model.patch_weighting
+    assert default in ("post-norm", "attention")
+    assert f"patch weights ({default}: applied" in result.output
     img = cv2.imread(str(fig))
     assert img is not None and img.shape[0] > 200 and img.shape[1] > img.shape[0]
 

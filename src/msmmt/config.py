@@ -109,15 +109,35 @@ class ModelConfig(_Section):
     share_backbone: Literal["modality", "all", "scale"] = "modality"
     """``modality``: one backbone per modality shared by its scales; ``all``: one
     backbone for everything; ``scale``: one per (modality, scale)."""
-    patch_weighting: Literal["none", "paper", "post-norm", "attention"] = "attention"
+    patch_weighting: Literal["none", "paper", "post-norm", "attention"] = "post-norm"
     """How the attention-guided patch weights g (eqs 12-14) act on the last block
-    (docs/METHOD.md, "Patch weighting"): ``paper`` scales the tokens entering the
-    pre-norm block (eq 15 literally; inert, since LN(g x) = LN(x) for g > 0);
-    ``post-norm`` scales the normalised tokens that give keys and values;
-    ``attention`` adds log g_j to the class token's attention logits
-    (p_j ∝ g_j exp(q·k_j / sqrt(d)), g_j -> 0 removes patch j); ``none`` is a plain ViT.
+    (docs/METHOD.md, "Patch weighting"; ``g_0 = 1`` for the class token):
+
+    * ``paper``: eq 15 literally, ``x_j -> g_j x_j`` before the pre-norm last block.
+      Inert: the class token reads the patches only through
+      ``LN(g x) = gamma (g x - g mu) / sqrt(g^2 sigma^2 + eps) + beta = LN(x)`` (g > 0,
+      up to eps), so logits, loss and gradients equal ``none``'s (measured max
+      |dlogit| 2.7e-7 on cpu-small, 2.2e-7 on ViT-B); kept to reproduce the paper;
+    * ``post-norm``: keys and values from ``g_j LN_1(x_j)``, i.e.
+      ``k_j = W_k g_j LN_1(x_j) + b_k`` (likewise ``v_j``); small g pulls a patch's
+      key and value towards the biases;
+    * ``attention``: the class token's attention logits get ``+ log g_j``, so
+      ``p_j ∝ g_j exp(q·k_j / sqrt(d))``; ``g_j -> 0`` removes patch j exactly;
+    * ``none``: a plain ViT (no rollout computed).
+
     Old configs' ``true`` means this default, ``false`` means ``none``.
-    DEFAULT-RATIONALE"""
+
+    Default ``post-norm``, from benchmarks/bench_{ablation_patch_weighting,faithfulness,
+    patch_weighting}.py on the synthetic set (demo preset, one seed): LOSO UF1 of the
+    four variants differ within the subject-bootstrap 95% intervals (README "Fidelity
+    notes"), so accuracy does not decide; but ``post-norm`` is the closest effective
+    reading of eq 15, its trained model depends most on the weights (max |dlogit| 0.29
+    when they are switched off, against 0.05 for ``attention``), and its explanations are
+    the most faithful: masking the 1-16 top-weighted patches drops the predicted
+    class's probability 12.5x as much as random patches (``attention`` 5.5x, the
+    post-hoc rollout of ``none``/``paper`` 5.6x), with the pointing game at the level of
+    the others (top motion patch in the moving quarter of the face 85% of 48 held-out
+    clips; 85-92% for every variant, chance 25%)."""
     rollout_residual: bool = False
     """Add the identity to each G_l before renormalising (attention rollout)."""
     detach_weights: bool = True

@@ -177,7 +177,7 @@ class ViTBackbone(nn.Module):
         self,
         vit: VisionTransformer,
         *,
-        patch_weighting: str = "attention",
+        patch_weighting: str = "post-norm",
         rollout_residual: bool = False,
         detach_weights: bool = True,
         pack_scales: bool = True,
