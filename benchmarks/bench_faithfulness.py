@@ -10,7 +10,8 @@ subjects, it prints and records in ``results/faithfulness.csv``
   scale 1 and averaged over every modality and scale; chance is about ``--fraction``;
 * deletion: the drop of the predicted class's probability when the k top-weighted
   patches of each modality's scale-1 grid are masked, against k random patches
-  (``--random`` draws), at each k of ``--ks``, and their mean over k (``area``).
+  (``--random`` draws), at each k of ``--ks``, and their mean over k (``area``), with a
+  clip-bootstrap 95% interval of the difference ``area_top - area_rand``.
 
 A ``none`` model has no weights; it is explained by switching it to ``paper``, which
 computes the rollout without changing the output (checked here), so ``none`` and
@@ -80,6 +81,14 @@ def pointing(model, images, cfg, fraction: float) -> dict[str, float]:
     return out
 
 
+def bootstrap_ci(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of ``values`` over clips drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", type=Path, required=True)
@@ -105,6 +114,7 @@ def main() -> None:
         for i, k in enumerate(args.ks):
             row[f"top{k}"], row[f"rand{k}"] = top[:, i].mean(), rand[:, i].mean()
         row["area_top"], row["area_rand"] = top.mean(), rand.mean()
+        row["diff_lo"], row["diff_hi"] = bootstrap_ci(top.mean(1) - rand.mean(1))
         rows.append(row)
     record("faithfulness", rows)
 
