@@ -44,7 +44,13 @@ from torch import nn
 
 from msmmt.config import ModelConfig
 from msmmt.model.blocks import block_forward, missing_parts
-from msmmt.model.patch_weighting import VARIANTS, logit_bias, patch_weights, token_scale
+from msmmt.model.patch_weighting import (
+    VARIANTS,
+    logit_bias,
+    patch_weights,
+    token_scale,
+    weight_tokens,
+)
 
 __all__ = ["ScaleOutput", "ViTBackbone", "build_backbone", "create_vit", "load_vit_weights"]
 
@@ -288,12 +294,12 @@ class ViTBackbone(nn.Module):
     ) -> torch.Tensor:
         """The last block with the patch weights applied as ``patch_weighting`` says;
         ``(B, scales, D)``, the class token of each span."""
-        scale = None if weights is None else torch.cat([token_scale(w) for w in weights], dim=1)
         options = dict(fused=self.fused_attn)
         if self.patch_weighting == "paper":  # eq 15 literally: inert, LN(g x) = LN(x)
-            x = x * scale.unsqueeze(-1)
+            parts = x.split([end - start for start, end in spans], dim=1)
+            x = torch.cat([weight_tokens(t, w) for t, w in zip(parts, weights, strict=True)], dim=1)
         elif self.patch_weighting == "post-norm":
-            options["kv_scale"] = scale
+            options["kv_scale"] = torch.cat([token_scale(w) for w in weights], dim=1)
         elif self.patch_weighting == "attention":
             options["bias"] = torch.cat([logit_bias(w) for w in weights], dim=1)
         block = self.vit.blocks[-1]
