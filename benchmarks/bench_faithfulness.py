@@ -106,9 +106,11 @@ def main() -> None:
         with torch.no_grad():
             before = model(**images).logits
             model = explainable(model, variant)
-            assert torch.allclose(model(**images).logits, before, atol=1e-4)
+            # inert up to LayerNorm's eps (a trained demo model: 1.7e-4 of logits ~4)
+            assert torch.allclose(model(**images).logits, before, atol=1e-3)
         top, rand = deletion_drops(model, images, args.ks, args.random)
-        row = {"variant": variant, "clips": len(labels),
+        row = {"model": f"{folder.parent.name}/{folder.name}", "variant": variant,
+               "seed": cfg.seed, "clips": len(labels),
                "accuracy": float((before.argmax(1).numpy() == labels).mean())}
         row |= pointing(model, images, cfg, args.fraction)
         for i, k in enumerate(args.ks):

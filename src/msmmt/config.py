@@ -135,11 +135,12 @@ class ModelConfig(_Section):
     choice rests on what the weights do: ``post-norm`` is the closest effective reading
     of eq 15; its trained model depends most on them (max |dlogit| 0.29 when switched
     off, 0.05 for ``attention``); and its weights are the most faithful: on 48 held-out
-    clips, masking the 1-16 top-weighted patches drops the predicted probability by
-    0.078 [0.048, 0.112] more than random patches, against 0.024 [0.011, 0.038] for
-    ``attention`` and 0.053 [0.028, 0.080] for the post-hoc rollout of ``none``, with the
-    top motion patch in the moving quarter of the face for 85-92% of clips in every
-    variant (chance 25%)."""
+    clips, masking the 1-16 top-weighted patches drops the predicted probability more
+    than masking random patches by 0.078 [0.048, 0.112] (seed 0) and 0.039 [0.006,
+    0.074] (seed 1), against 0.024 [0.011, 0.038] and 0.010 [-0.009, 0.029] for
+    ``attention`` and 0.053 [0.028, 0.080] and 0.011 [-0.012, 0.039] for the post-hoc
+    rollout of ``none``; the top motion patch lies in the moving quarter of the face for
+    85-92% of clips in every variant (chance 25%)."""
     rollout_residual: bool = False
     """Add the identity to each G_l before renormalising (attention rollout)."""
     detach_weights: bool = True
