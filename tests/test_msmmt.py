@@ -75,7 +75,9 @@ def test_batch_of_one_trains():
         (dict(modalities=["texture"]), 1, {"texture@1", "texture@2", "texture@4"}),
         (dict(modalities=["motion"], scales=[2]), 1, {"motion@2"}),
         (dict(scales=[1, 4]), 2, {"texture@1", "texture@4", "motion@1", "motion@4"}),
-        (dict(patch_weighting=False), 2, set()),
+        (dict(patch_weighting="none"), 2, set()),
+        (dict(patch_weighting="paper"), 2, None),
+        (dict(patch_weighting="post-norm"), 2, None),
         (dict(share_backbone="all"), 1, None),
         (dict(share_backbone="scale"), 6, None),
         (dict(rollout_residual=True, detach_weights=False), 2, None),
@@ -97,6 +99,49 @@ def test_ablation_switches(change, backbones, keys):
     loss, parts = msmmt_loss(out, torch.tensor([0, 1, 2, 0]), LossConfig(alpha=0.1))
     loss.backward()
     assert (parts["con"] > 0) == two
+
+
+def test_old_boolean_patch_weighting_maps_to_the_variants():
+    assert tiny(patch_weighting=False).patch_weighting == "none"
+    assert tiny(patch_weighting=True).patch_weighting == ModelConfig().patch_weighting
+    assert load_config("demo", ["model.patch_weighting=false"]).model.patch_weighting == "none"
+    with pytest.raises(ValueError, match="patch_weighting"):
+        tiny(patch_weighting="sometimes")
+
+
+def test_paper_variant_gives_the_logits_of_a_plain_vit_and_the_others_do_not():
+    """The same weights under each variant: eq 15 literally (``paper``) changes no logit
+    (LayerNorm removes the per-token scale), the effective variants do."""
+    texture, motion = inputs()
+    logits = {}
+    for variant in ("none", "paper", "post-norm", "attention"):
+        model = build(patch_weighting=variant).eval()
+        with torch.no_grad():
+            logits[variant] = model(texture, motion).logits
+    assert (logits["paper"] - logits["none"]).abs().max() < 1e-5
+    for variant in ("post-norm", "attention"):
+        assert (logits[variant] - logits["none"]).abs().max() > 1e-5
+
+
+def test_forward_features_and_head_split():
+    model = build().eval()
+    texture, motion = inputs()
+    with torch.no_grad():
+        features = model.forward_features({"texture": texture, "motion": motion})
+        in_order = model.forward_features([texture, motion])
+        out = model.forward_head(features)
+        whole = model(texture, motion)
+    assert set(features.modalities) == {"texture", "motion"}
+    assert features.modalities["motion"].shape == (4, 3 * 32)  # scales x D
+    assert torch.equal(features.modalities["texture"], in_order.modalities["texture"])
+    assert torch.equal(out.logits, whole.logits) and torch.equal(out.z_motion, whole.z_motion)
+    assert set(out.patch_weights) == set(features.patch_weights)
+    with pytest.raises(ValueError, match="expected 2 images"):
+        model.forward_features([texture])
+    motion_only = build(modalities=["motion"]).eval()
+    with torch.no_grad():
+        alone = motion_only.forward_features([motion])
+    assert set(alone.modalities) == {"motion"}
 
 
 def test_contrastive_off_is_cross_entropy():

@@ -1,9 +1,17 @@
-"""Patch weighting (DESIGN.md eqs 12-15) against hand-worked and structural results."""
+"""Patch weighting (paper eqs 12-15 and the variants' factors) against hand-worked and
+structural results."""
 
 import pytest
 import torch
 
-from msmmt.model.patch_weighting import normalize_attention, patch_weights, rollout, weight_tokens
+from msmmt.model.patch_weighting import (
+    logit_bias,
+    normalize_attention,
+    patch_weights,
+    rollout,
+    token_scale,
+    weight_tokens,
+)
 
 # A 3-token example with two blocks, worked by hand.
 # Block 1 has two heads: the identity, and "everyone looks at token 1":
@@ -110,3 +118,16 @@ def test_bad_shapes_are_refused():
         patch_weights([])
     with pytest.raises(ValueError, match=r"\(B, N, N\)"):
         normalize_attention(torch.rand(2, 3, 4))
+
+
+def test_token_scale_and_logit_bias():
+    weights = torch.tensor([[0.3, 1.0, 0.5, 0.0]])
+    assert torch.equal(token_scale(weights), torch.tensor([[1.0, 1.0, 0.5, 0.0]]))
+    bias = logit_bias(weights)
+    assert bias[0, 0] == 0 and bias[0, 1] == 0
+    assert torch.isclose(bias[0, 2], torch.log(torch.tensor(0.5)))
+    assert torch.isfinite(bias).all() and bias[0, 3] < -80  # g = 0: clamped, exp underflows
+    # softmax(s + log g) = g exp(s) / sum g exp(s)
+    s = torch.tensor([[0.2, -1.0, 0.7, 3.0]])
+    want = token_scale(weights) * s.exp()
+    assert torch.allclose((s + bias).softmax(-1), want / want.sum(), atol=1e-7)

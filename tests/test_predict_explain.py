@@ -73,6 +73,21 @@ def test_draw_patch_weights_writes_a_figure(tmp_path):
         draw_patch_weights(face, {}, {}, 6, 48, tmp_path / "g.png")
 
 
+def test_patch_weights_are_drawn_on_an_absolute_scale(tmp_path):
+    """Uniform maps at g = 0.2 and g = 0.9 must look different (a per-map stretch would
+    draw both alike), and the same map drawn twice is identical."""
+    face = np.full((48, 48, 3), 128, dtype=np.uint8)
+
+    def draw(level, name):
+        weights = {"motion@1": np.full((8, 8), level)}
+        path = draw_patch_weights(face, {}, weights, 6, 48, tmp_path / name, variant="paper")
+        return cv2.imread(str(path)).astype(int)
+
+    low, high, again = draw(0.2, "a.png"), draw(0.9, "b.png"), draw(0.2, "c.png")
+    assert np.array_equal(low, again)
+    assert np.abs(low - high).max() > 50
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
@@ -215,6 +230,9 @@ def test_explain_draws_the_patch_weights(trained, tmp_path):
     fig = tmp_path / "out" / "fig.png"
     result = runner.invoke(app, ["explain", str(root / "model"), str(folder), "--out", str(fig)])
     assert result.exit_code == 0, result.output
+    default = load_config("demo").model.patch_weighting
+    assert default in ("post-norm", "attention")
+    assert f"patch weights ({default}: applied" in result.output
     img = cv2.imread(str(fig))
     assert img is not None and img.shape[0] > 200 and img.shape[1] > img.shape[0]
 

@@ -169,14 +169,16 @@ def explain(
 
     One row per modality (texture = dynamic image, motion = flow/strain image): the
     modality image, then the attention-guided patch weights g of eq 14 at each scale
-    as a heat map over the aligned apex face. Default output: CLIP-NAME_explain.png
+    as a heat map over the aligned apex face, on an absolute 0..1 scale, saying
+    whether the model's patch-weighting variant applied them. Default output: CLIP-NAME_explain.png
     in the global --out folder or the current one.
     """
-    from msmmt.inference.explain import draw_patch_weights
+    from msmmt.inference.explain import USE, draw_patch_weights
 
     predictor, a = _analyse(model, clip, onset, apex, offset)
+    variant = predictor.config.model.patch_weighting
     if not a.output.patch_weights:
-        raise fail(f"{model}: the model has no patch weighting (model.patch_weighting is false)")
+        raise fail(f"{model}: model.patch_weighting is {variant}: the model computes no patch weights")
     figure = out or Path(STATE.out or ".") / f"{a.sample.clip}_explain.png"
     label = f"{a.label} ({a.probabilities.max():.2f})"
     draw_patch_weights(
@@ -187,5 +189,6 @@ def explain(
         img_size=predictor.config.model.img_size,
         path=figure,
         title=f"{clip.name}: {label}\n{a.marks}",
+        variant=variant,
     )
-    typer.echo(f"prediction: {label}; patch weights drawn in {figure}")
+    typer.echo(f"prediction: {label}; patch weights ({variant}: {USE[variant]}) drawn in {figure}")

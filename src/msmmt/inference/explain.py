@@ -3,6 +3,12 @@
 The weights are eq 14's g (attention rollout of the first L-1 blocks, averaged over
 query tokens, divided by its max), one value in [0, 1] per patch, for each modality
 and scale (``MSMMTOutput.patch_weights``, keys ``"texture@1"``, ``"motion@4"``...).
+Whether the model used them depends on ``model.patch_weighting``
+(docs/METHOD.md, "Patch weighting"): ``attention`` and ``post-norm`` apply them to
+the last block; ``paper`` computes them but they are inert (eq 15 before a pre-norm
+block: LN(g x) = LN(x)), so its drawing is a post-hoc attention rollout; ``none``
+computes none. The figure says which, and draws every map on the same absolute
+scale, g = 0 to 1, with each map's range in its title.
 At scale s the modality image of base size m is resized to round(m / s) and cut into
 p x p patches, so one patch covers p / round(m / s) of the image side; a grid padded to a whole
 number of patches (timm ``dynamic_img_pad``) runs past the image's right and bottom
@@ -18,7 +24,15 @@ import numpy as np
 from msmmt.core.io import atomic_path
 from msmmt.model.msmmt import scale_size
 
-__all__ = ["draw_patch_weights", "patch_heatmap", "split_key"]
+__all__ = ["USE", "draw_patch_weights", "patch_heatmap", "split_key"]
+
+USE = {
+    "attention": "applied: + log g on the class token's attention logits in the last block",
+    "post-norm": "applied: g scales the normalised keys and values of the last block",
+    "paper": "NOT applied: eq 15 literally, computed but inert (LN(g x) = LN(x))",
+    "none": "not computed (plain ViT)",
+}
+"""What the drawn weights did in the model, per ``model.patch_weighting`` variant."""
 
 
 def split_key(key: str) -> tuple[str, int]:
@@ -41,6 +55,17 @@ def patch_heatmap(weights: np.ndarray, size: int, cell: float) -> np.ndarray:
     return w[np.ix_(rows, cols)]
 
 
+def _by_modality(weights: dict[str, np.ndarray]) -> dict[str, dict[int, np.ndarray]]:
+    """``{"texture@2": grid, ...}`` -> ``{"texture": {2: grid}, ...}``; none is an error."""
+    by_modality: dict[str, dict[int, np.ndarray]] = {}
+    for key, grid in weights.items():
+        modality, scale = split_key(key)
+        by_modality.setdefault(modality, {})[scale] = np.asarray(grid)
+    if not by_modality:
+        raise ValueError("no patch weights to draw (is model.patch_weighting off?)")
+    return by_modality
+
+
 def draw_patch_weights(
     face: np.ndarray,
     images: dict[str, np.ndarray],
@@ -49,11 +74,14 @@ def draw_patch_weights(
     img_size: int,
     path: str | Path,
     title: str | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Save a grid: one row per modality, its image then one heat-map overlay per scale.
 
-    Each heat map is stretched from its smallest to its largest weight (given in the
-    panel's title), since the weights of one map are often close together.
+    Every heat map uses the same absolute colour scale, g = 0 (blue) to 1 (red), so
+    near-uniform weights look uniform; each panel's title gives its min..max. With
+    ``variant`` (a ``model.patch_weighting`` value) the figure says how the model used
+    the weights (:data:`USE`).
 
     ``face``: the aligned face (S x S x 3 uint8) the modality images were cut from;
     ``images``: modality name -> its image (S x S x 3 uint8); ``weights``: key
@@ -62,12 +90,7 @@ def draw_patch_weights(
     """
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-    by_modality: dict[str, dict[int, np.ndarray]] = {}
-    for key, grid in weights.items():
-        modality, scale = split_key(key)
-        by_modality.setdefault(modality, {})[scale] = np.asarray(grid)
-    if not by_modality:
-        raise ValueError("no patch weights to draw (is model.patch_weighting off?)")
+    by_modality = _by_modality(weights)
     modalities = [m for m in ("texture", "motion") if m in by_modality] + sorted(
         set(by_modality) - {"texture", "motion"}
     )
@@ -90,27 +113,21 @@ def draw_patch_weights(
                 continue
             cell = patch_size / scale_size(img_size, scale) * size
             heat = patch_heatmap(grid, size, cell)
-            # Each map spans its own range (near-uniform weights stay visible); the
-            # range is in the title.
-            lo, hi = float(grid.min()), float(grid.max())
-            mappable = ax.imshow(
-                (heat - lo) / (hi - lo) if hi > lo else np.ones_like(heat),
-                cmap="jet",
-                alpha=0.45,
-                vmin=0.0,
-                vmax=1.0,
-            )
+            mappable = ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
             gh, gw = grid.shape
-            ax.set_title(f"scale 1/{scale} ({gh}x{gw})\ng {lo:.2f}..{hi:.2f}", fontsize=8)
+            lo, hi = float(grid.min()), float(grid.max())
+            ax.set_title(f"scale 1/{scale} ({gh}x{gw})\ng min {lo:.2f}, max {hi:.2f}", fontsize=8)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
     if mappable is not None:
         bar = fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8)
-        bar.set_ticks([0, 1], labels=["min g", "max g"])
-        bar.set_label("patch weight (eq 14), per map")
-    if title:
-        fig.suptitle(title, fontsize=9)
+        bar.set_label("patch weight g (eq 14), absolute scale")
+    lines = [title] if title else []
+    if variant is not None:
+        lines.append(f"patch weighting '{variant}': {USE.get(variant, 'unknown variant')}")
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     return Path(path)

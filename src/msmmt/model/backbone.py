@@ -2,14 +2,16 @@
 
 :class:`ViTBackbone` wraps ``timm``'s ``VisionTransformer`` (any registered ViT name,
 optionally with its depth / width / patch size overridden) for the multi-scale,
-patch-weighted encoder of MSMMT (DESIGN.md "Multi-scale patches" and eqs 12-16):
+patch-weighted encoder of MSMMT (docs/METHOD.md, "Multi-scale patches" and
+"Patch weighting"):
 
 * every scale is patch-embedded with the same patches; position embeddings are
   resampled per grid and images whose side is not a multiple of the patch are
   padded (timm's ``dynamic_img_size`` / ``dynamic_img_pad``);
 * the first L-1 blocks compute attention explicitly and report its head mean;
-  the attention-guided patch weights of :mod:`msmmt.model.patch_weighting` scale
-  the patch tokens that enter the last block, which may use the fused kernel;
+  the attention-guided patch weights g of :mod:`msmmt.model.patch_weighting` act
+  on the last block as ``patch_weighting`` says (``none``, ``paper``,
+  ``post-norm``, ``attention``);
 * the feature of a scale is the class token after the final norm.
 
 By default the token sequences of all scales are *packed* into one sequence per
@@ -19,7 +21,8 @@ run once on all tokens, while attention runs per scale, so the scales never atte
 to each other and the result equals separate passes. Since only the class tokens
 leave the last block, it is evaluated for them alone (its keys and values still
 come from every token). ``set_execution`` switches either off, and the fused
-attention kernel, for the benchmark's baselines.
+attention kernel, for the benchmark's baselines. The blocks run as
+:func:`msmmt.model.blocks.block_forward`, msmmt's own code over timm's parameters.
 
 Weights come from timm's hub (``pretrained="timm"``), from a local safetensors /
 ``.pth`` / ``.npz`` file (resampling the position and patch embeddings when the
@@ -34,14 +37,20 @@ from typing import NamedTuple
 
 import timm
 import torch
-import torch.nn.functional as F
 from timm.layers import Attention
 from timm.models import load_state_dict
 from timm.models.vision_transformer import Block, VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
 from msmmt.config import ModelConfig
-from msmmt.model.patch_weighting import patch_weights, weight_tokens
+from msmmt.model.blocks import block_forward, missing_parts
+from msmmt.model.patch_weighting import (
+    VARIANTS,
+    logit_bias,
+    patch_weights,
+    token_scale,
+    weight_tokens,
+)
 
 __all__ = ["ScaleOutput", "ViTBackbone", "build_backbone", "create_vit", "load_vit_weights"]
 
@@ -52,10 +61,12 @@ class ScaleOutput(NamedTuple):
     feature: torch.Tensor
     """``(B, D)`` class token after the final norm."""
     weights: torch.Tensor | None
-    """``(B, grid_h, grid_w)`` patch weights in [0, 1] (eq 14); None without patch weighting."""
+    """``(B, grid_h, grid_w)`` patch weights g in [0, 1] (eq 14); None with ``none``.
+    Applied to the last block with ``post-norm`` and ``attention``, computed but inert
+    with ``paper``."""
     attentions: list[torch.Tensor] | None
     """Head-mean attention ``(B, N, N)`` of each of the first L-1 blocks, N = 1 + patches;
-    None without patch weighting."""
+    None with ``none``."""
 
 
 def create_vit(
@@ -117,6 +128,11 @@ def _check_supported(vit: nn.Module, name: str) -> None:
         problem = "needs at least 2 blocks"
     elif any(type(b) is not Block or type(b.attn) is not Attention for b in vit.blocks):
         problem = "needs timm's standard pre-norm Block with Attention in every layer"
+    elif missing := missing_parts(vit.blocks[0]):
+        problem = (
+            f"timm {timm.__version__} lacks {', '.join(missing)}; msmmt's packed block needs "
+            "the timm range pinned in pyproject.toml"
+        )
     if problem:
         raise ValueError(f"backbone {name!r}: {problem}")
 
@@ -155,8 +171,8 @@ class ViTBackbone(nn.Module):
 
     Args:
         vit: from :func:`create_vit`.
-        patch_weighting: weight the patch tokens entering the last block (eqs 12-15);
-            off gives a plain ViT.
+        patch_weighting: how the patch weights g act on the last block, one of
+            :data:`~msmmt.model.patch_weighting.VARIANTS` (``none`` gives a plain ViT).
         rollout_residual: add the identity to each block's attention (attention rollout).
         detach_weights: stop gradients through the patch weights.
         pack_scales, fused_attn, last_block_cls_only: how the pass is executed, see
@@ -167,7 +183,7 @@ class ViTBackbone(nn.Module):
         self,
         vit: VisionTransformer,
         *,
-        patch_weighting: bool = True,
+        patch_weighting: str = "post-norm",
         rollout_residual: bool = False,
         detach_weights: bool = True,
         pack_scales: bool = True,
@@ -177,6 +193,8 @@ class ViTBackbone(nn.Module):
         super().__init__()
         _check_supported(vit, type(vit).__name__)
         self.vit = vit
+        if patch_weighting not in VARIANTS:
+            raise ValueError(f"patch_weighting {patch_weighting!r}: expected one of {VARIANTS}")
         self.patch_weighting = patch_weighting
         self.rollout_residual = rollout_residual
         self.detach_weights = detach_weights
@@ -250,37 +268,44 @@ class ViTBackbone(nn.Module):
         lengths = [tokens.shape[1] for tokens, _ in embedded]
         spans = _spans(lengths)
         x = torch.cat([tokens for tokens, _ in embedded], dim=1)
-        blocks = self.vit.blocks
-        need_probs = self.patch_weighting
+        need_probs = self.patch_weighting != "none"
         attentions = []  # per block: the head-mean attention of each scale
-        for block in blocks[:-1]:
-            x, probs = _block(block, x, spans, need_probs=need_probs, fused=self.fused_attn)
+        for block in self.vit.blocks[:-1]:
+            x, probs = block_forward(block, x, spans, need_probs=need_probs, fused=self.fused_attn)
             attentions.append(probs)
         per_scale_attn = [list(a) for a in zip(*attentions, strict=True)] if need_probs else None
-        weights = None
-        if need_probs:
-            weights = [
-                patch_weights(
-                    [a.detach() for a in attn] if self.detach_weights else attn,
-                    residual=self.rollout_residual,
-                )
-                for attn in per_scale_attn
-            ]
-            x = torch.cat(
-                [weight_tokens(t, w) for t, w in zip(x.split(lengths, dim=1), weights, strict=True)],
-                dim=1,
-            )
-        if self.last_block_cls_only:
-            x, _ = _block(blocks[-1], x, spans, cls_only=True, fused=self.fused_attn)
-        else:
-            x = _block(blocks[-1], x, spans, fused=self.fused_attn)[0][:, [a for a, _ in spans]]
-        features = self.vit.norm(x)  # (B, scales, D)
+        weights = None if per_scale_attn is None else [self._weights(a) for a in per_scale_attn]
+        features = self.vit.norm(self._last_block(x, spans, weights))  # (B, scales, D)
         outputs = []
         for i, (_, grid) in enumerate(embedded):
             weight_map = None if weights is None else weights[i][:, 1:].reshape(-1, *grid)
             attn = None if per_scale_attn is None else per_scale_attn[i]
             outputs.append(ScaleOutput(features[:, i], weight_map, attn))
         return outputs
+
+    def _weights(self, attentions: list[torch.Tensor]) -> torch.Tensor:
+        """Eqs 12-14 for one scale: ``(B, n)`` weights, class token first."""
+        if self.detach_weights:
+            attentions = [a.detach() for a in attentions]
+        return patch_weights(attentions, residual=self.rollout_residual)
+
+    def _last_block(
+        self, x: torch.Tensor, spans: list[tuple[int, int]], weights: list[torch.Tensor] | None
+    ) -> torch.Tensor:
+        """The last block with the patch weights applied as ``patch_weighting`` says;
+        ``(B, scales, D)``, the class token of each span."""
+        options = dict(fused=self.fused_attn)
+        if self.patch_weighting == "paper":  # eq 15 literally: inert, LN(g x) = LN(x)
+            parts = x.split([end - start for start, end in spans], dim=1)
+            x = torch.cat([weight_tokens(t, w) for t, w in zip(parts, weights, strict=True)], dim=1)
+        elif self.patch_weighting == "post-norm":
+            options["kv_scale"] = torch.cat([token_scale(w) for w in weights], dim=1)
+        elif self.patch_weighting == "attention":
+            options["bias"] = torch.cat([logit_bias(w) for w in weights], dim=1)
+        block = self.vit.blocks[-1]
+        if self.last_block_cls_only:
+            return block_forward(block, x, spans, cls_only=True, **options)[0]
+        return block_forward(block, x, spans, **options)[0][:, [start for start, _ in spans]]
 
 
 def _spans(lengths: Sequence[int]) -> list[tuple[int, int]]:
@@ -289,74 +314,6 @@ def _spans(lengths: Sequence[int]) -> list[tuple[int, int]]:
         spans.append((start, start + n))
         start += n
     return spans
-
-
-def _attention(
-    attn: Attention,
-    x: torch.Tensor,
-    spans: Sequence[tuple[int, int]],
-    cls_only: bool = False,
-    need_probs: bool = False,
-    fused: bool = True,
-) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """timm's ``Attention.forward`` on packed sequences: each token attends within its span.
-
-    ``softmax(q k^T * scale) v`` (Vaswani et al. 2017) per span ``x[:, start:end]``.
-    With ``cls_only`` the queries are the first token of each span only (the output
-    has one token per span). With ``need_probs`` (or ``fused=False``) the
-    probabilities are computed explicitly, and with ``need_probs`` their head mean
-    ``(B, n, n)`` is returned per span; otherwise the fused kernel runs.
-    """
-    B, N, _ = x.shape
-    heads, dim = attn.num_heads, attn.head_dim
-    width = heads * dim
-    weight, bias = attn.qkv.weight, attn.qkv.bias
-    if cls_only:
-        x_q = x[:, [start for start, _ in spans]]
-        q = F.linear(x_q, weight[:width], None if bias is None else bias[:width])
-        q = q.reshape(B, len(spans), heads, dim).transpose(1, 2)
-        kv = F.linear(x, weight[width:], None if bias is None else bias[width:])
-        k, v = kv.reshape(B, N, 2, heads, dim).permute(2, 0, 3, 1, 4).contiguous().unbind(0)
-    else:
-        x_q = x
-        qkv = attn.qkv(x).reshape(B, N, 3, heads, dim).permute(2, 0, 3, 1, 4).contiguous()
-        q, k, v = qkv.unbind(0)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    # split, not slices: the backward of a split is one concatenation
-    lengths = [end - start for start, end in spans]
-    q_split = q.split(1 if cls_only else lengths, dim=2)
-    outs, probs = [], []
-    for q_s, k_s, v_s in zip(q_split, k.split(lengths, dim=2), v.split(lengths, dim=2), strict=True):
-        if need_probs or not fused:
-            p = ((q_s * attn.scale) @ k_s.transpose(-2, -1)).softmax(dim=-1)
-            outs.append(attn.attn_drop(p) @ v_s)
-            probs.append(p.mean(dim=1))
-        else:
-            drop = attn.attn_drop.p if attn.training else 0.0
-            outs.append(F.scaled_dot_product_attention(q_s, k_s, v_s, dropout_p=drop))
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-    out = attn.norm(out.transpose(1, 2).reshape(B, q.shape[2], width))
-    if getattr(attn, "gate", None) is not None:
-        out = out * attn.gate(x_q).sigmoid()
-    out = attn.proj_drop(attn.proj(out))
-    return out, probs if need_probs else None
-
-
-def _block(
-    block: Block,
-    x: torch.Tensor,
-    spans: Sequence[tuple[int, int]],
-    cls_only: bool = False,
-    need_probs: bool = False,
-    fused: bool = True,
-) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """timm's pre-norm ``Block.forward`` on packed sequences (see :func:`_attention`)."""
-    out, probs = _attention(block.attn, block.norm1(x), spans, cls_only, need_probs, fused)
-    if cls_only:
-        x = x[:, [start for start, _ in spans]]
-    x = x + block.drop_path1(block.ls1(out))
-    x = x + block.drop_path2(block.ls2(block.mlp(block.norm2(x))))
-    return x, probs
 
 
 def build_backbone(cfg: ModelConfig) -> ViTBackbone:

@@ -1,4 +1,4 @@
-"""MSMMT's training objective (DESIGN.md eqs 19-21).
+"""MSMMT's training objective (paper eqs 19-21; docs/METHOD.md, "Training objective").
 
 ``L = (1 - alpha) * L_con + alpha * L_ce``: a symmetric cross-modal contrastive loss
 between the projected texture and motion features of each clip (in the style of

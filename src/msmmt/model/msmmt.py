@@ -1,4 +1,4 @@
-"""MSMMT: multi-scale, multi-modal ViT for micro-expression recognition (DESIGN.md eqs 10-18).
+"""MSMMT: multi-scale, multi-modal ViT for micro-expression recognition (paper eqs 10-18).
 
 Each modality image (texture: dynamic image or apex frame; motion: the u / v /
 optical-strain image) is resized to the base size m and down-sampled to m/s for
@@ -13,10 +13,16 @@ cross-modal contrastive loss (eqs 19-20); a one-modality model has none.
 Backbone sharing (``ModelConfig.share_backbone``): ``modality`` (default) gives each
 modality one backbone shared by its scales, ``all`` one backbone for everything (the
 two modalities then run as one batch), ``scale`` one backbone per (modality, scale).
+
+As timm's models, :class:`MSMMT` splits its pass in two: :meth:`MSMMT.forward_features`
+(images of the configured modalities -> per-modality features and patch weights) and
+:meth:`MSMMT.forward_head` (features -> logits and contrastive embeddings);
+``model(texture, motion)`` runs both. See docs/METHOD.md, "Fusion and heads".
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -26,7 +32,19 @@ from torch import nn
 from msmmt.config import ModelConfig
 from msmmt.model.backbone import ViTBackbone, build_backbone
 
-__all__ = ["MSMMT", "MSMMTOutput", "build_model"]
+__all__ = ["MSMMT", "MSMMTFeatures", "MSMMTOutput", "build_model"]
+
+
+@dataclass
+class MSMMTFeatures:
+    """What :meth:`MSMMT.forward_features` returns for a batch of B clips."""
+
+    modalities: dict[str, torch.Tensor]
+    """Modality -> ``(B, S * D)`` feature F_M: the class tokens of its S scales after the
+    final norm, concatenated in ``ModelConfig.scales`` order (eq 18)."""
+    patch_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    """``"texture@1"``, ``"motion@4"``... -> ``(B, grid_h, grid_w)`` patch weights in [0, 1]
+    (eq 14); empty with ``patch_weighting: none``."""
 
 
 @dataclass
@@ -41,8 +59,8 @@ class MSMMTOutput:
     z_motion: torch.Tensor | None
     """``(B, proj_dim)`` projected motion feature; None likewise."""
     patch_weights: dict[str, torch.Tensor] = field(default_factory=dict)
-    """``"texture@1"``, ``"motion@4"``... -> ``(B, grid_h, grid_w)`` patch weights in [0, 1]
-    (eq 14); empty without patch weighting."""
+    """As :attr:`MSMMTFeatures.patch_weights`: the weights the last block used with
+    ``post-norm`` / ``attention``, computed but inert with ``paper``, empty with ``none``."""
 
 
 def _backbone_key(share: str, modality: str, scale: int) -> str:
@@ -107,47 +125,84 @@ class MSMMT(nn.Module):
         for backbone in self.backbones.values():
             backbone.set_execution(**options)
 
+    def forward_features(
+        self, images: Mapping[str, torch.Tensor | None] | Sequence[torch.Tensor]
+    ) -> MSMMTFeatures:
+        """Encode a batch of clips: every scale of every modality, no head.
+
+        Args:
+            images: modality name -> ``(B, 3, H, W)`` float images in [0, 1], any size
+                (entries of modalities the model does not use are ignored), or a
+                sequence of such images in the order of ``self.modalities``.
+        """
+        if not isinstance(images, Mapping):
+            if len(images) != len(self.modalities):
+                raise ValueError(
+                    f"expected {len(self.modalities)} images ({', '.join(self.modalities)}), "
+                    f"got {len(images)}"
+                )
+            images = dict(zip(self.modalities, images, strict=True))
+        checked = self._check_inputs(images)
+        features: dict[tuple[str, int], torch.Tensor] = {}
+        weights: dict[str, torch.Tensor] = {}
+        for key, backbone in self.backbones.items():
+            self._encode_streams(key, backbone, checked, features, weights)
+        per_modality = {
+            m: torch.cat([features[m, s] for s in self.scales], dim=1) for m in self.modalities
+        }
+        return MSMMTFeatures(per_modality, weights)
+
+    def _encode_streams(
+        self,
+        key: str,
+        backbone: ViTBackbone,
+        images: dict[str, torch.Tensor],
+        features: dict[tuple[str, int], torch.Tensor],
+        weights: dict[str, torch.Tensor],
+    ) -> None:
+        """Run one backbone on its (modality, scale) streams; fill ``features`` and ``weights``."""
+        streams = self.streams[key]
+        modalities = list(dict.fromkeys(m for m, _ in streams))
+        scales = list(dict.fromkeys(s for _, s in streams))
+        batch = images[modalities[0]].shape[0]
+        # modalities sharing a backbone run as one batch, scales as one packed pass
+        inputs = [
+            torch.cat([resize(images[m], scale_size(self.cfg.img_size, s)) for m in modalities])
+            for s in scales
+        ]
+        for scale, out in zip(scales, backbone(inputs), strict=True):
+            for j, modality in enumerate(modalities):
+                rows = slice(j * batch, (j + 1) * batch)
+                features[modality, scale] = out.feature[rows]
+                if out.weights is not None:
+                    weights[f"{modality}@{scale}"] = out.weights[rows]
+
+    def forward_head(self, features: MSMMTFeatures) -> MSMMTOutput:
+        """Eq 17's classifier on the concatenated modality features, and the projection
+        heads of the contrastive loss (two modalities only)."""
+        per_modality = features.modalities
+        logits = self.classifier(torch.cat([per_modality[m] for m in self.modalities], dim=1))
+        z = {m: head(per_modality[m]) for m, head in self.projections.items()}
+        return MSMMTOutput(logits, z.get("texture"), z.get("motion"), features.patch_weights)
+
     def forward(
         self, texture: torch.Tensor | None = None, motion: torch.Tensor | None = None
     ) -> MSMMTOutput:
-        """Classify a batch of clips.
+        """Classify a batch of clips: :meth:`forward_head` of :meth:`forward_features`.
 
         Args:
             texture: ``(B, 3, H, W)`` float images in [0, 1], any size (ignored, may be
                 None, when the model has no texture modality).
             motion: ``(B, 3, H', W')`` float images in [0, 1], likewise.
         """
-        images = self._check_inputs({"texture": texture, "motion": motion})
-        batch = next(iter(images.values())).shape[0]
-        pyramids = {
-            m: {s: resize(x, scale_size(self.cfg.img_size, s)) for s in self.scales}
-            for m, x in images.items()
-        }
-        features: dict[tuple[str, int], torch.Tensor] = {}
-        weights: dict[str, torch.Tensor] = {}
-        for key, backbone in self.backbones.items():
-            streams = self.streams[key]
-            modalities = list(dict.fromkeys(m for m, _ in streams))
-            scales = list(dict.fromkeys(s for _, s in streams))
-            # modalities sharing a backbone run as one batch, scales as one packed pass
-            outputs = backbone([torch.cat([pyramids[m][s] for m in modalities]) for s in scales])
-            for scale, out in zip(scales, outputs, strict=True):
-                for j, modality in enumerate(modalities):
-                    rows = slice(j * batch, (j + 1) * batch)
-                    features[modality, scale] = out.feature[rows]
-                    if out.weights is not None:
-                        weights[f"{modality}@{scale}"] = out.weights[rows]
-        per_modality = {
-            m: torch.cat([features[m, s] for s in self.scales], dim=1) for m in self.modalities
-        }
-        logits = self.classifier(torch.cat([per_modality[m] for m in self.modalities], dim=1))
-        z = {m: head(per_modality[m]) for m, head in self.projections.items()}
-        return MSMMTOutput(logits, z.get("texture"), z.get("motion"), weights)
+        return self.forward_head(self.forward_features({"texture": texture, "motion": motion}))
 
-    def _check_inputs(self, given: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+    def _check_inputs(
+        self, given: Mapping[str, torch.Tensor | None]
+    ) -> dict[str, torch.Tensor]:
         images = {}
         for modality in self.modalities:
-            x = given[modality]
+            x = given.get(modality)
             if x is None:
                 raise ValueError(f"the model uses the {modality} modality but got no {modality} input")
             if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
@@ -163,7 +218,7 @@ class MSMMT(nn.Module):
 
 
 def _check_grids(cfg: ModelConfig, patch_size: tuple[int, int]) -> None:
-    """Every scale must keep more than one patch (DESIGN.md "Multi-scale patches")."""
+    """Every scale must keep more than one patch (docs/METHOD.md, "Multi-scale patches")."""
     for scale in cfg.scales:
         side = scale_size(cfg.img_size, scale)
         grid = [-(-side // p) for p in patch_size]
