@@ -32,7 +32,7 @@ from msmmt.preprocess.clip import (
     modality_images,
 )
 
-__all__ = ["RunSummary", "preprocess_dataset"]
+__all__ = ["RunSummary", "preprocess_dataset", "sample_range"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class _Outcome:
     error: str = ""
 
 
-def _sample_range(sample: Sample) -> tuple[ClipRange, tuple[int, int, int, int]]:
+def sample_range(sample: Sample) -> tuple[ClipRange, tuple[int, int, int, int]]:
     """Key frames of ``sample`` as positions (from the clip's first frame) and frame numbers."""
     numbers = sample.frame_numbers
     if not numbers:
@@ -95,7 +95,7 @@ def _process_sample(
     clock = StageClock()
     try:
         with clock("frames"):
-            rng, (onset, apex, offset, end) = _sample_range(sample)
+            rng, (onset, apex, offset, end) = sample_range(sample)
         folder = cache.clip_folder(cache_dir, sample.dataset, sample.subject, sample.clip)
         entries = cache.clip_entries(folder, cfg, onset, apex, offset, end)
         missing = [name for name in IMAGES if not entries.image(name).is_file()]
