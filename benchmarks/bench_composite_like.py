@@ -12,7 +12,8 @@
 On the real composite release the same SVM scores UF1 0.718 (SMIC 0.666, CASME II 0.862, SAMM
 0.585) and logistic regression 0.696: the preset's difficulty is calibrated to land near them.
 Each run appends a row to ``results/synth_calibration.csv``: the settings changed from the preset
-(``--override``), the wall times of generation and preprocessing, the scores.
+(``--override``) and the hash of all of them (written out in ``results/synth_calibration/<hash>.json``),
+the wall times of generation and preprocessing (NaN: reused), the scores.
 
 Run (2 cores shared)::
 
@@ -39,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import record  # noqa: E402
+from common import RESULTS, record  # noqa: E402
 
 from msmmt.core.labels import class_names  # noqa: E402
 from msmmt.data.readers import read_dataset  # noqa: E402
@@ -62,9 +63,17 @@ def with_overrides(preset: SynthPreset, overrides: dict[str, dict]) -> SynthPres
     return replace(preset, parts=tuple(parts))
 
 
+def settings_key(preset: SynthPreset, seed: int) -> tuple[str, str]:
+    """(12-digit hash, JSON text) of everything a set depends on."""
+    text = json.dumps({"preset": asdict(preset), "seed": seed}, sort_keys=True, indent=1, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12], text
+
+
 def build(preset: SynthPreset, work: Path, seed: int, workers: int, keep: bool) -> tuple[Path, float, float]:
     """Generate and export (or reuse) the set; its release folder and the two wall times."""
-    key = hashlib.sha1(json.dumps([asdict(preset), seed], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    key, text = settings_key(preset, seed)
+    (RESULTS / "synth_calibration").mkdir(parents=True, exist_ok=True)
+    (RESULTS / "synth_calibration" / f"{key}.json").write_text(text + "\n")
     root = work / key
     release = root / "release"
     if (release / "composite_release.csv").is_file():
@@ -140,7 +149,12 @@ def main() -> None:
     overrides = json.loads(args.override)
     preset = with_overrides(PRESETS["composite-like"], overrides)
     release, gen_s, prep_s = build(preset, args.work, args.seed, args.workers, args.keep_clips)
-    row = {"tag": args.tag, "seed": args.seed, "override": json.dumps(overrides, sort_keys=True)}
+    row = {
+        "tag": args.tag,
+        "settings": settings_key(preset, args.seed)[0],
+        "seed": args.seed,
+        "override": json.dumps(overrides, sort_keys=True),
+    }
     row.update(generate_s=gen_s, preprocess_s=prep_s, workers=args.workers, **evaluate(release))
     record("synth_calibration", [row])
     print("real composite release:", ", ".join(f"{k} {v}" for k, v in REAL.items()))

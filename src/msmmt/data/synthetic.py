@@ -137,6 +137,13 @@ class SynthSettings:
     """Probability that a clip shows the motion of another class than its label."""
     grey: bool = False
     """Greyscale camera (SAMM): frames have three equal channels."""
+    blink: float = 0.0
+    """Probability that a clip also holds an eye blink (AU 45) at a random time, unrelated to
+    its class."""
+    blink_px: tuple[float, float] = (1.0, 4.0)
+    """Peak displacement of the upper eyelids in a blink."""
+    blink_frames: tuple[int, int] = (6, 12)
+    """Duration of a blink, frames."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,7 @@ ACTION_UNITS: dict[str, tuple[Motion, ...]] = {
     "24": (((50, 51, 52), -0.7, 0.0, 0.12), ((56, 57, 58), 0.7, 0.0, 0.12)),  # lip pressor
     "25": (((56, 57, 58), -1.0, 0.0, 0.15),),  # lips part
     "26": (((6, 7, 8, 9, 10), -1.0, 0.0, 0.25), ((56, 57, 58), -1.0, 0.0, 0.2)),  # jaw drop
+    "45": (((37, 38, 43, 44), -1.0, 0.0, 0.1), ((40, 41, 46, 47), 0.3, 0.0, 0.08)),  # blink
 }
 """Action units (FACS) as landmark motions, in :class:`Expression`'s (points, up, outward,
 sigma) form. A code prefixed ``L`` or ``R`` (``R12``) moves one side of the face only."""
@@ -454,6 +462,7 @@ def render_clip(
     rng: np.random.Generator,
     settings: SynthSettings | None = None,
     clean: bool = False,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Frames ``I_t(p) = N(H_t^-1(p) - displacement[t] * field(p) - j_t)`` -> (T, S, S, 3) uint8 RGB.
 
@@ -461,7 +470,8 @@ def render_clip(
     ``field``: (S, S, 2) with max norm 1; ``H_t`` the rigid head drift (a rotation about
     the face's centre and a shift, :func:`_head_motion`), ``j_t`` the jitter.
     ``clean=True`` leaves out drift, jitter, flicker and noise (the frames are then
-    the exact deformation, up to 8-bit rounding).
+    the exact deformation, up to 8-bit rounding). ``extra``: a second (field,
+    displacement) pair added to the first (a blink).
     """
     st = settings or SynthSettings()
     size = identity.size
@@ -486,6 +496,9 @@ def render_clip(
         ry = gy - np.float32(cy + shifts[t, 1])
         x = (c * rx + s * ry + np.float32(cx)) - d * field[..., 0] - np.float32(jitter[t, 0])
         y = (c * ry - s * rx + np.float32(cy)) - d * field[..., 1] - np.float32(jitter[t, 1])
+        if extra is not None and extra[1][t] != 0:
+            x -= np.float32(extra[1][t]) * extra[0][..., 0]
+            y -= np.float32(extra[1][t]) * extra[0][..., 1]
         frame = cv2.remap(
             identity.source, identity.source_coords(x, y), None, cv2.INTER_CUBIC,
             borderMode=cv2.BORDER_REFLECT_101,
@@ -513,6 +526,11 @@ class ClipSpec:
     """The class whose motion the clip shows (differs from ``expression`` under label noise)."""
     motion_units: str | None = None
     """Action units rendered (``varied`` settings), None for the class prototype."""
+    blink_px: float = 0.0
+    """Peak eyelid displacement of a blink in the clip (0: none)."""
+    blink_onset: int = 0
+    blink_frames: int = 0
+    """First frame (1-based) and duration of the blink."""
 
 
 def _draw_variant(rng: np.random.Generator, expression: str, st: SynthSettings) -> tuple[str, str | None]:
@@ -526,6 +544,18 @@ def _draw_variant(rng: np.random.Generator, expression: str, st: SynthSettings) 
     return shown, str(rng.choice(codes, p=np.array(weights) / sum(weights)))
 
 
+def _draw_blink(rng: np.random.Generator, n_frames: int, st: SynthSettings) -> dict:
+    """A blink's ClipSpec fields (none drawn: empty), within frames 1..n_frames."""
+    if st.blink <= 0 or rng.random() >= st.blink:
+        return {}
+    frames = int(min(rng.integers(st.blink_frames[0], st.blink_frames[1] + 1), n_frames - 1))
+    return {
+        "blink_px": float(rng.uniform(*st.blink_px)),
+        "blink_onset": int(rng.integers(1, n_frames - frames + 1)),
+        "blink_frames": frames,
+    }
+
+
 def draw_clip(rng: np.random.Generator, subject: int, name: str, expression: str, st: SynthSettings) -> ClipSpec:
     spec = EXPRESSIONS[expression]
     motion = int(rng.integers(st.motion_frames[0], st.motion_frames[1] + 1))
@@ -536,6 +566,8 @@ def draw_clip(rng: np.random.Generator, subject: int, name: str, expression: str
     emotion = str(rng.choice(spec.emotions))
     peak = float(rng.uniform(*st.peak_px))
     shown, units = _draw_variant(rng, expression, st)
+    n_frames = offset + int(lead[1])
+    blink = _draw_blink(rng, n_frames, st)
     return ClipSpec(
         subject=subject,
         clip=name,
@@ -543,12 +575,13 @@ def draw_clip(rng: np.random.Generator, subject: int, name: str, expression: str
         emotion=emotion,
         action_units=spec.action_units if units is None else units,
         peak_px=peak,
-        n_frames=offset + int(lead[1]),
+        n_frames=n_frames,
         onset=onset,
         apex=apex,
         offset=offset,
         shown=shown,
         motion_units=units,
+        **blink,
     )
 
 
@@ -567,7 +600,16 @@ def clip_frames(
     if key not in fields:
         fields[key] = expression_field(identity.landmarks, key[0], identity.size, key[1])
     profile = temporal_profile(spec.n_frames, spec.onset - 1, spec.apex - 1, spec.offset - 1)
-    return render_clip(identity, fields[key], spec.peak_px * profile, rng, settings, clean)
+    extra = None
+    if spec.blink_px > 0:
+        if "blink" not in fields:
+            fields["blink"] = expression_field(identity.landmarks, key[0], identity.size, "45")
+        first = spec.blink_onset - 1
+        blink = temporal_profile(
+            spec.n_frames, first, first + spec.blink_frames // 2, first + spec.blink_frames - 1
+        )
+        extra = (fields["blink"], spec.blink_px * blink)
+    return render_clip(identity, fields[key], spec.peak_px * profile, rng, settings, clean, extra)
 
 
 def write_clip(frames: np.ndarray, folder: Path, quality: int, pattern: str = "img{}.jpg") -> None:
