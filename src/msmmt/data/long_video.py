@@ -39,8 +39,8 @@ from msmmt.data.synthetic import (
     CLASSES,
     Identity,
     SynthSettings,
-    _gaussian_field,
     expression_field,
+    gaussian_field,
     make_identity,
     render_clip,
     temporal_profile,
@@ -165,7 +165,7 @@ def _blink_field(identity: Identity) -> np.ndarray:
     travel = lm[lower] - lm[upper]
     eye = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
     sigmas = np.full(4, 0.12 * eye)
-    return _gaussian_field(identity.size, lm[upper], 0.8 * travel, sigmas)
+    return gaussian_field(identity.size, lm[upper], 0.8 * travel, sigmas)
 
 
 def _profile(event: Event, n: int) -> np.ndarray:

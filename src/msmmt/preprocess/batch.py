@@ -29,7 +29,7 @@ from msmmt.ops.landmarks import detect_landmarks
 from msmmt.preprocess import cache
 from msmmt.preprocess.clip import IMAGES, StageClock, align_clip, estimate_apex, modality_images
 
-__all__ = ["RunSummary", "input_fingerprint", "preprocess_dataset"]
+__all__ = ["RunSummary", "input_fingerprint", "preprocess_dataset", "sample_range"]
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class _Outcome:
     error: str = ""
 
 
-def _sample_range(sample: Sample) -> tuple[KeyFrames, tuple[int, int, int, int]]:
+def sample_range(sample: Sample) -> tuple[KeyFrames, tuple[int, int, int, int]]:
     """Key frames of ``sample`` as positions (from the clip's first frame) and frame numbers
     (onset, apex, offset and the last frame used, which is the offset)."""
     marks = sample_key_frames(sample)
@@ -97,7 +97,7 @@ def _process_sample(
     clock = StageClock()
     try:
         with clock("frames"):
-            marks, (onset, apex, offset, end) = _sample_range(sample)
+            marks, (onset, apex, offset, end) = sample_range(sample)
             inputs = input_fingerprint(sample, marks)
         folder = cache.clip_folder(cache_dir, sample.dataset, sample.subject, sample.clip)
         entries = cache.clip_entries(folder, cfg, onset, apex, offset, end, inputs)
