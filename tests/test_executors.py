@@ -306,6 +306,26 @@ def test_tensorboard_logs_every_fold_history_and_nothing_else_changes(tmp_path, 
             np.testing.assert_allclose([e.value for e in logged], history[column], rtol=1e-6)
 
 
+def test_tensorboard_shows_each_epoch_while_the_fold_still_trains(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from msmmt.evaluation.tensorboard import TensorBoardFitPredict
+
+    seen = {}
+
+    def training(cfg, train, test, fold_dir, on_epoch):
+        for epoch in (1, 2):  # after each epoch, read the fold's events from disk
+            on_epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
+            events = EventAccumulator(str(tmp_path / "tb" / fold_dir.name))
+            events.Reload()
+            seen.setdefault(fold_dir.name, []).append([e.step for e in events.Scalars("loss/train")])
+        return centroid_fit_predict(cfg, train, test, fold_dir)
+
+    run_folds(Config(), make_samples(), tmp_path / "run",
+              TensorBoardFitPredict(training, tmp_path / "tb"), progress=False)
+    assert seen and all(steps == [[1], [1, 2]] for steps in seen.values())
+
+
 def test_ray_executor_without_ray_installed_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'msmmt\[ray\]'"):

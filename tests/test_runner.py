@@ -198,7 +198,7 @@ def test_labels_and_class_count_are_checked(tmp_path):
 def test_train_and_predict_validates_on_other_training_subjects(tmp_path, monkeypatch, early_stopping):
     seen = {}
 
-    def fit(cfg, train, val=None, out_dir=None, progress=True):
+    def fit(cfg, train, val=None, out_dir=None, progress=True, on_epoch=None):
         seen["train"], seen["val"] = list(train), val
         return types.SimpleNamespace(model="m", history=[{"epoch": 1, "train_loss": 0.5}], best_epoch=1)
 

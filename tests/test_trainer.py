@@ -200,8 +200,10 @@ def test_class_weights_are_inverse_training_frequency():
 
 def test_fit_learns_a_separable_set_and_writes_history(toy, tmp_path):
     cfg = tiny_config()
-    result = fit(cfg, toy, out_dir=tmp_path, progress=False)
+    live = []
+    result = fit(cfg, toy, out_dir=tmp_path, progress=False, on_epoch=live.append)
     assert len(result.history) == cfg.train.epochs and result.best_epoch == cfg.train.epochs
+    assert live == result.history  # every row handed over as its epoch ends
     assert result.history[-1]["train_acc"] > 0.8  # chance is 1/3
     proba = predict_proba(result.model, toy, cfg)
     assert proba.shape == (len(toy), 3)

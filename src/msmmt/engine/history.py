@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from msmmt.core.io import atomic_write_text
@@ -36,13 +37,21 @@ def history_csv(rows: list[dict[str, float]]) -> str:
 
 class HistoryWriter:
     """Collects one row per epoch and, with a folder, rewrites ``folder/history.csv``
-    (atomically) after each, so an interrupted run leaves the epochs it finished."""
+    (atomically) after each, so an interrupted run leaves the epochs it finished.
+    ``on_row``, when given, receives every row as it comes (e.g. live TensorBoard logs)."""
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | Path | None = None,
+        on_row: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
         self.path = None if folder is None else Path(folder) / "history.csv"
         self.rows: list[dict[str, float]] = []
+        self.on_row = on_row
 
     def append(self, row: dict[str, float]) -> None:
         self.rows.append(row)
         if self.path is not None:
             atomic_write_text(self.path, history_csv(self.rows))
+        if self.on_row is not None:
+            self.on_row(row)

@@ -213,6 +213,7 @@ def fit(
     val: Sequence[Sample] | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train a model on ``train`` (samples with texture_image / motion_image).
 
@@ -220,7 +221,8 @@ def fit(
     loss, accuracy and UF1 are logged each epoch; training stops after
     ``cfg.train.patience`` epochs without a better UF1 (ties broken by lower loss)
     and the best epoch's weights are restored. Without it, ``cfg.train.epochs``
-    epochs are run and the last weights kept. ``out_dir`` receives history.csv.
+    epochs are run and the last weights kept. ``out_dir`` receives history.csv;
+    ``on_epoch`` receives each epoch's history row as soon as it is done.
     """
     _check_sets(train, val)
     names, tc = class_names(cfg.data.class_set), cfg.train
@@ -240,7 +242,7 @@ def fit(
         scheduler = build_scheduler(optimizer, tc, len(train_loader))
         precision = Precision.for_device(device, tc.amp)
         stopper = EarlyStopping(tc.patience) if val_ds else None
-        history = HistoryWriter(out_dir)
+        history = HistoryWriter(out_dir, on_epoch)
         bar = tqdm(range(1, tc.epochs + 1), desc="train", unit="epoch", disable=not progress)
         for epoch in bar:
             train_ds.set_epoch(epoch)

@@ -8,6 +8,7 @@ baseline (:func:`baseline_fit_predict`) plugs in with the same signature
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,18 @@ from msmmt.engine.trainer import fit, predict_proba
 from msmmt.evaluation.protocols import Fold, check_no_leak, validation_split
 from msmmt.evaluation.runner import FitPredict, FoldOutput
 
+EpochCallback = Callable[[dict[str, float]], None]
+"""Receives one history row (epoch, losses, accuracy, ...) per finished epoch."""
+
 __all__ = ["baseline_fit_predict", "fit_predict_for", "train_and_predict"]
 
 
 def train_and_predict(
-    cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
+    cfg: Config,
+    train: list[Sample],
+    test: list[Sample],
+    fold_dir: Path,
+    on_epoch: EpochCallback | None = None,
 ) -> FoldOutput:
     """Train with :func:`msmmt.engine.trainer.fit` and predict the test samples.
 
@@ -32,6 +40,7 @@ def train_and_predict(
     (``cfg.eval.val_fraction`` of them, drawn with ``cfg.seed``) is held out and the
     trainer stops / picks its epoch on it; the test subject is never looked at. Without
     it the model trains ``cfg.train.epochs`` epochs and the last epoch is used.
+    ``on_epoch`` receives each epoch's history row as soon as it is done.
     """
     val: list[Sample] | None = None
     info: dict[str, Any] = {}
@@ -45,17 +54,24 @@ def train_and_predict(
         )
         check_no_leak(fold, [*train, *val, *test])
         info["val_subjects"] = sorted({s.subject for s in val})
-    result = fit(cfg, train, val=val, out_dir=None, progress=False)
+    result = fit(cfg, train, val=val, out_dir=None, progress=False, on_epoch=on_epoch)
     info["best_epoch"] = result.best_epoch
     probabilities = predict_proba(result.model, test, cfg)
     return FoldOutput(np.asarray(probabilities), list(result.history), info)
 
 
 def baseline_fit_predict(
-    cfg: Config, train: list[Sample], test: list[Sample], fold_dir: Path
+    cfg: Config,
+    train: list[Sample],
+    test: list[Sample],
+    fold_dir: Path,
+    on_epoch: EpochCallback | None = None,
 ) -> FoldOutput:
-    """Fit the baseline ``cfg.baseline.kind`` (:mod:`msmmt.engine.baselines`) and predict ``test``."""
+    """Fit the baseline ``cfg.baseline.kind`` (:mod:`msmmt.engine.baselines`) and predict
+    ``test``; ``on_epoch`` receives its history rows (STSTNet's epochs) when it is done."""
     result = fit_baseline(cfg, train, test)
+    for row in result.history if on_epoch is not None else ():
+        on_epoch(row)
     return FoldOutput(result.probabilities, result.history, result.info)
 
 
