@@ -151,6 +151,19 @@ def load_or_fail(config: str | Path | None = None) -> Config:
         raise fail(str(err)) from None
 
 
+def load_predictor(model_dir: Path):
+    """The :class:`~msmmt.inference.predict.Predictor` of ``model_dir``, or a one-line failure."""
+    from msmmt.inference.predict import Predictor
+    from msmmt.model.checkpoint import CheckpointError
+
+    if not model_dir.exists():
+        raise fail(f"{model_dir}: no such checkpoint folder")
+    try:
+        return Predictor(model_dir)
+    except CheckpointError as err:
+        raise fail(f"not a usable checkpoint: {err}") from None
+
+
 def check_pretrained(cfg: Config) -> None:
     """Fail with one line when ``model.pretrained`` names a local file that cannot be opened."""
     path = cfg.model.pretrained

@@ -23,6 +23,7 @@ from msmmt.cli.app import (
     check_pretrained,
     fail,
     load_or_fail,
+    load_predictor,
     output_dir,
 )
 
@@ -87,13 +88,8 @@ def _analyse(model_dir: Path, clip: Path, onset: int | None, apex: int | None, o
     if not clip.exists():
         raise fail(f"{clip}: no such clip (expected a folder of frames or a video file)")
     from msmmt.core.records import DatasetError
-    from msmmt.inference.predict import Predictor
-    from msmmt.model.checkpoint import CheckpointError
 
-    try:
-        predictor = Predictor(model_dir)
-    except CheckpointError as err:
-        raise fail(f"not a usable checkpoint: {err}") from None
+    predictor = load_predictor(model_dir)
     if predictor.texture_is_apex:
         typer.echo(
             "note: the model was trained on apex face crops as texture images: using the "

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail
+from msmmt.cli.app import STATE, app, fail, load_or_fail, load_predictor
 
 COLUMNS = ("onset", "apex", "offset", "score")
 
@@ -20,15 +20,8 @@ COLUMNS = ("onset", "apex", "offset", "score")
 def _classify(model: Path, video: Path, intervals: list) -> list[tuple[str, float]]:
     """Class and its probability of each interval, from a trained model given its marks."""
     from msmmt.core.records import DatasetError
-    from msmmt.inference.predict import Predictor
-    from msmmt.model.checkpoint import CheckpointError
 
-    if not model.exists():
-        raise fail(f"{model}: no such checkpoint folder")
-    try:
-        predictor = Predictor(model)
-    except CheckpointError as err:
-        raise fail(f"not a usable checkpoint: {err}") from None
+    predictor = load_predictor(model)
     out = []
     for iv in intervals:
         try:
