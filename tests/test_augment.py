@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from msmmt.config import AugmentConfig
-from msmmt.engine.augment import AugmentParams, apply_pair, random_params, warp
+from msmmt.engine.augment import AugmentParams, apply_pair, mix_batch, random_params, warp
 
 
 def _rand(shape, seed=0):
@@ -122,3 +122,47 @@ def test_random_params_stay_in_range_and_follow_the_generator():
     assert random_params(no_flip, torch.Generator().manual_seed(0)) == AugmentParams(
         0.0, 1.0, False
     )
+
+
+# --- mixup / CutMix ----------------------------------------------------------------------
+
+
+def _batch(b=6, size=16):
+    return _rand((b, 3, size, size), 1), _rand((b, 3, size, size), 2)
+
+
+def test_mixing_off_returns_the_batch_unchanged():
+    texture, motion = _batch()
+    t, m, _, lam = mix_batch(texture, motion, AugmentConfig(), np.random.default_rng(0))
+    assert lam == 1.0 and t is texture and m is motion
+
+
+def test_mixup_is_the_same_convex_combination_in_both_modalities():
+    texture, motion = _batch()
+    cfg = AugmentConfig(mixup=0.4)
+    t, m, perm, lam = mix_batch(texture, motion, cfg, np.random.default_rng(3))
+    assert 0.0 < lam < 1.0 and sorted(perm.tolist()) == list(range(6))
+    assert torch.allclose(t, lam * texture + (1 - lam) * texture[perm])
+    assert torch.allclose(m, lam * motion + (1 - lam) * motion[perm])
+    # lam follows Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1))
+    lams = [mix_batch(texture, motion, cfg, np.random.default_rng(s))[3] for s in range(2000)]
+    assert np.mean(lams) == pytest.approx(0.5, abs=0.03)
+    assert np.var(lams) == pytest.approx(1 / (4 * (2 * 0.4 + 1)), rel=0.1)
+
+
+def test_cutmix_pastes_one_box_in_both_modalities_and_lam_is_the_unpasted_share():
+    texture, motion = _batch(size=20)
+    cfg = AugmentConfig(cutmix=1.0)
+    for seed in range(20):
+        t, m, perm, lam = mix_batch(texture, motion, cfg, np.random.default_rng(seed))
+        pasted_t = (t != texture).any(dim=(0, 1))  # pixels taken from the paired clips
+        pasted_m = (m != motion).any(dim=(0, 1))
+        assert torch.equal(pasted_t, pasted_m)
+        rows, cols = torch.nonzero(pasted_t, as_tuple=True)
+        if len(rows):  # one axis-aligned box, filled
+            box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+            assert int(box) == len(rows)
+        assert lam == pytest.approx(1 - len(rows) / 400)
+        inside = pasted_t[None, None].expand_as(t)
+        assert torch.equal(t[inside], texture[perm][inside])
+        assert torch.equal(m[inside], motion[perm][inside])

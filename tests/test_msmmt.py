@@ -226,9 +226,9 @@ def test_bad_inputs_are_refused():
         build(scales=[1, 8])
 
 
-@pytest.mark.parametrize("share", ["modality", "all"])
-def test_checkpoint_round_trip(tmp_path, share):
-    config = Config(model=tiny(share_backbone=share))
+@pytest.mark.parametrize("share,stem", [("modality", "patch"), ("all", "patch"), ("modality", "conv")])
+def test_checkpoint_round_trip(tmp_path, share, stem):
+    config = Config(model=tiny(share_backbone=share, stem=stem))
     torch.manual_seed(0)
     model = build_model(config.model).eval()
     save_checkpoint(model, config, tmp_path / "ckpt", extra={"classes": ["a", "b", "c"]})
@@ -287,3 +287,44 @@ def test_paper_config_parameter_count():
     expected = 2 * vit_params + fusion + 2 * projection
     assert sum(p.numel() for p in model.parameters()) == expected
     assert len(model.backbones) == 2
+
+
+# --- convolutional stem ------------------------------------------------------------------
+
+
+def test_conv_stem_keeps_the_patch_grid_and_the_token_sees_its_neighbours():
+    """Same grid as the p x p patch embedding at every input size (28 px is padded to 32),
+    but a token's receptive field reaches past its patch: the last pixel of patch (0, 0)
+    changes token (0, 1) too with the stem (stride-2 3x3 convolutions: token j sees pixels
+    4j - 3 .. 4j + 3 for p = 4), and only token (0, 0) with the patch embedding."""
+    for stem in ("patch", "conv"):
+        vit = build(stem=stem).backbones["motion"].vit
+        for size, grid in ((32, 8), (16, 4), (28, 7)):
+            tokens = vit.patch_embed(torch.rand(2, 3, size, size))
+            assert tokens.shape[1:3] == (grid, grid), (stem, size)
+        image = torch.rand(1, 3, 32, 32)
+        moved = image.clone()
+        moved[..., 1, 3] += 1.0  # column 3: the last pixel of patch (0, 0) (p = 4)
+        with torch.no_grad():
+            delta = (vit.patch_embed(moved) - vit.patch_embed(image)).abs()[0]
+        assert delta[0, 0].max() > 1e-4  # its own patch's token changes either way
+        assert (delta[0, 1].max() > 1e-4) == (stem == "conv"), stem
+
+
+def test_conv_stem_layers_follow_the_patch_size():
+    stem = build(stem="conv", patch_size=8, img_size=64).backbones["motion"].vit.patch_embed.proj
+    convs = [m for m in stem if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [2, 2, 2, 1]  # log2(8) halvings, then 1x1
+    assert [c.out_channels for c in convs] == [8, 16, 32, 32]  # D/4, D/2, D, D (D = 32)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"patch_size": 6}, "power-of-2 patch_size"),
+        ({"pretrained": "weights.safetensors"}, "no pretrained weights"),
+    ],
+)
+def test_conv_stem_settings_that_cannot_work_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(stem="conv", **change)

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from msmmt.config import load_config
 from msmmt.core.records import DatasetError, Sample
@@ -14,8 +15,9 @@ from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.early_stopping import EarlyStopping
 from msmmt.engine.metrics import scores
 from msmmt.engine.optim import build_optimizer, lr_factor, no_weight_decay_names
-from msmmt.engine.trainer import class_weights, fit, predict_proba, train_sampler
-from msmmt.model import build_model
+from msmmt.engine.trainer import _mixed_loss, class_weights, fit, predict_proba, train_sampler
+from msmmt.model import MSMMTOutput, build_model
+from msmmt.model.losses import msmmt_loss
 
 CLASSES = ("negative", "positive", "surprise")
 SIZE = 24
@@ -317,3 +319,46 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
     stopper.update(5, (0.6, -0.1), model)
     assert stopper.should_stop and stopper.best_epoch == 3
     assert stopper.restore(model) == 3 and torch.all(model.weight == 3)
+
+
+# --- mixing and weight averaging ---------------------------------------------------------
+
+
+def test_mixed_loss_is_the_lam_weighted_sum_over_both_labelings():
+    cfg = tiny_config("loss.label_smoothing=0.1")
+    logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    labels, perm, lam = torch.tensor([0, 1, 2, 0]), torch.tensor([2, 0, 3, 1]), 0.3
+    output = MSMMTOutput(logits=logits, z_texture=None, z_motion=None)
+    loss, parts = _mixed_loss(lambda o, y: msmmt_loss(o, y, cfg.loss), output, labels, perm, lam)
+    expected = lam * F.cross_entropy(logits, labels, label_smoothing=0.1) + (
+        1 - lam
+    ) * F.cross_entropy(logits, labels[perm], label_smoothing=0.1)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert float(parts["ce"]) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_fit_with_mixup_and_cutmix_repeats_and_still_learns(toy):
+    cfg = tiny_config(
+        "train.deterministic=true", "train.epochs=12", "train.augment.mixup=0.2",
+        "train.augment.cutmix=1.0",
+    )
+    a, b = fit(cfg, toy, progress=False), fit(cfg, toy, progress=False)
+    assert a.history == b.history
+    plain = fit(tiny_config("train.deterministic=true", "train.epochs=12"), toy, progress=False)
+    assert a.history != plain.history  # the batches were mixed
+    truth = np.array([CLASSES.index(s.label) for s in toy])
+    assert scores(truth, predict_proba(a.model, toy, cfg).argmax(1), 3)["acc"] > 0.8
+
+
+def test_weight_average_leaves_training_alone_and_is_what_fit_returns(toy):
+    def run(*extra):
+        return fit(tiny_config("train.deterministic=true", "train.epochs=3", *extra), toy,
+                   progress=False)
+
+    plain, last, averaged = run(), run("train.ema_decay=1e-9"), run("train.ema_decay=0.9")
+    assert plain.history == averaged.history  # the average does not feed back into training
+    weights = [dict(r.model.named_parameters()) for r in (plain, last, averaged)]
+    for name, w in weights[0].items():  # decay ~0: the average is the last step's weights
+        assert torch.allclose(w, weights[1][name], atol=1e-6), name
+    assert any(not torch.allclose(w, weights[2][name]) for name, w in weights[0].items())
+    assert not averaged.model.training

@@ -129,6 +129,10 @@ class ModelConfig(_Section):
     depth: int | None = Field(None, ge=2)
     num_heads: int | None = Field(None, ge=1)
     drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    stem: Literal["patch", "conv"] = "patch"
+    """``patch``: the ViT's p x p patch embedding (the paper); ``conv``: log2(p) stride-2
+    3 x 3 convolutions (Xiao et al. 2021; docs/METHOD.md, "Convolutional stem"), same
+    grid; needs a power-of-2 patch size and no pretrained weights."""
     scales: list[int] = Field(default_factory=lambda: [1, 2, 4])
     """Down-sampling factors of the scales (m, m/2, m/4 for [1, 2, 4])."""
     modalities: list[Literal["texture", "motion"]] = Field(
@@ -196,6 +200,12 @@ class ModelConfig(_Section):
             raise ValueError("scales must not repeat")
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ValueError("modalities must be a non-empty list without repeats")
+        if self.stem == "conv" and self.pretrained is not None:
+            raise ValueError("stem: conv has no pretrained weights; set pretrained: null")
+        if self.stem == "conv" and self.patch_size is not None:
+            p = self.patch_size
+            if p < 2 or p & (p - 1):
+                raise ValueError(f"stem: conv needs a power-of-2 patch_size, got {p}")
         return self
 
 
@@ -218,6 +228,14 @@ class AugmentConfig(_Section):
     """Maximum absolute rotation in degrees."""
     flip: bool = True
     scale: tuple[float, float] = (0.9, 1.1)
+    mixup: float = Field(0.0, ge=0.0)
+    """Mixup (Zhang et al. 2018): each batch becomes ``lam x_i + (1 - lam) x_perm(i)`` with
+    ``lam ~ Beta(a, a)``, ``a`` this value, the same ``lam`` and pairing for both
+    modalities, and the loss ``lam L(y_i) + (1 - lam) L(y_perm(i))``; 0 = off."""
+    cutmix: float = Field(0.0, ge=0.0)
+    """CutMix (Yun et al. 2019): paste one box of the paired clip (the same box in both
+    modalities; area ``1 - lam``, ``lam ~ Beta(a, a)``), loss as for mixup; 0 = off. With
+    both on, each batch uses one of the two at random."""
 
 
 class TrainConfig(_Section):
@@ -233,6 +251,10 @@ class TrainConfig(_Section):
     balanced_sampling: bool = False
     deterministic: bool = False
     num_workers: int = Field(0, ge=0)
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
+    """Keep an exponential moving average of the weights (timm ``ModelEmaV3``, decay
+    warmed up as ``min(d, 1 - (1 + t)^(-2/3))`` at step t) and validate / predict with it;
+    None = off (docs/METHOD.md, "Training")."""
     patience: int = Field(5, ge=1)
     """Early stopping: epochs without a better validation UF1 before training stops
     (used only with a validation set, see ``eval.early_stopping``)."""

@@ -23,12 +23,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from msmmt.config import AugmentConfig
 
-__all__ = ["AugmentParams", "apply_pair", "flip_motion", "random_params", "warp"]
+__all__ = ["AugmentParams", "apply_pair", "flip_motion", "mix_batch", "random_params", "warp"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,58 @@ def apply_pair(
     if params.flip:
         motion = flip_motion(motion)
     return texture, motion
+
+
+def mix_batch(
+    texture: torch.Tensor,
+    motion: torch.Tensor,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup or CutMix of a batch, the same for both modalities (``cfg.mixup``, ``cfg.cutmix``).
+
+    With ``lam ~ Beta(a, a)`` and a random pairing ``perm`` of the batch, mixup gives
+    ``lam x + (1 - lam) x[perm]``; CutMix pastes ``x[perm]`` into a box of side
+    ``sqrt(1 - lam)`` times the image's, centred uniformly and clipped, and sets ``lam`` to
+    the share of the image left unpasted. Texture and motion (B x C x S x S each) get the
+    same pairing, ``lam`` and box, so a clip's two images stay registered; the flow of a
+    pasted box is the paired clip's own flow.
+
+    Returns ``(texture, motion, perm, lam)``; the loss is ``lam L(y) + (1 - lam) L(y[perm])``.
+    With neither enabled the batch is returned unchanged with ``lam = 1``.
+    """
+    modes = [m for m, a in (("mixup", cfg.mixup), ("cutmix", cfg.cutmix)) if a > 0]
+    perm = torch.from_numpy(rng.permutation(texture.shape[0]))
+    if not modes:
+        return texture, motion, perm, 1.0
+    mode = modes[int(rng.integers(len(modes)))]
+    a = cfg.mixup if mode == "mixup" else cfg.cutmix
+    lam = float(rng.beta(a, a))
+    if mode == "mixup":
+        def mixed(x: torch.Tensor) -> torch.Tensor:
+            return lam * x + (1.0 - lam) * x[perm]
+
+        return mixed(texture), mixed(motion), perm, lam
+    h, w = motion.shape[-2:]
+    y0, y1, x0, x1 = _cut_box(h, w, lam, rng)
+    out = []
+    for x in (texture, motion):
+        if x.shape[-2:] != (h, w):
+            raise ValueError("CutMix needs texture and motion images of the same size")
+        x = x.clone()
+        x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+        out.append(x)
+    return out[0], out[1], perm, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
+def _cut_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """CutMix's box: sides ``sqrt(1 - lam)`` of the image's, centre uniform, clipped."""
+    r = np.sqrt(1.0 - lam)
+    ch, cw = int(round(h * r)), int(round(w * r))
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    return (
+        max(cy - ch // 2, 0),
+        min(cy + ch - ch // 2, h),
+        max(cx - cw // 2, 0),
+        min(cx + cw - cw // 2, w),
+    )

@@ -27,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from msmmt.config import Config
+from msmmt.config import AugmentConfig, Config
 from msmmt.core.labels import class_names
 from msmmt.core.records import Sample
+from msmmt.engine.augment import mix_batch
 from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.early_stopping import EarlyStopping
 from msmmt.engine.history import HistoryWriter
@@ -122,11 +124,16 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     precision: Precision,
     grad_clip: float | None = None,
+    mixing: tuple[AugmentConfig, np.random.Generator] | None = None,
+    ema: ModelEmaV3 | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader`` in train mode, an optimiser and a scheduler step per batch.
 
-    Returns the means over the clips drawn: ``train_loss``, ``train_ce``, ``train_con``
-    (the loss and its two terms) and ``train_acc``.
+    ``mixing`` (the augmentation settings and a generator) mixes each batch with
+    :func:`~msmmt.engine.augment.mix_batch` and takes ``lam L(y) + (1 - lam) L(y[perm])``;
+    ``ema`` is updated after every step. Returns the means over the clips drawn:
+    ``train_loss``, ``train_ce``, ``train_con`` (the loss and its two terms) and
+    ``train_acc`` (against the unmixed labels).
     """
     device = next(model.parameters()).device
     model.train()
@@ -134,12 +141,17 @@ def train_one_epoch(
     n = 0
     for texture, motion, labels in loader:
         texture, motion, labels = texture.to(device), motion.to(device), labels.to(device)
+        perm, lam = None, 1.0
+        if mixing is not None:
+            texture, motion, perm, lam = mix_batch(texture, motion, *mixing)
         with precision.autocast():
             output = model(texture, motion)
         output = _float_output(output)
-        loss, parts = loss_fn(output, labels)
+        loss, parts = _mixed_loss(loss_fn, output, labels, perm, lam)
         precision.step(loss, optimizer, model.parameters(), grad_clip)
         scheduler.step()
+        if ema is not None:
+            ema.update(model, step=scheduler.last_epoch)
         b = len(labels)
         n += b
         sums["loss"] += float(loss.detach()) * b
@@ -152,6 +164,15 @@ def train_one_epoch(
         "train_con": sums["con"] / n,
         "train_acc": sums["correct"] / n,
     }
+
+
+def _mixed_loss(loss_fn: LossFn, output, labels, perm, lam: float):
+    """``lam L(y) + (1 - lam) L(y[perm])``, parts alike (just ``L(y)`` when ``lam == 1``)."""
+    loss, parts = loss_fn(output, labels)
+    if perm is None or lam >= 1.0:
+        return loss, parts
+    loss_b, parts_b = loss_fn(output, labels[perm.to(labels.device)])
+    return lam * loss + (1 - lam) * loss_b, {k: lam * parts[k] + (1 - lam) * parts_b[k] for k in parts}
 
 
 @torch.no_grad()
@@ -207,6 +228,16 @@ def _data(cfg: Config, names: Sequence[str], train: Sequence[Sample], val):
     )
 
 
+def _loss_fn(cfg: Config, labels: np.ndarray, n_classes: int, device) -> LossFn:
+    """Eq 21 with the training set's class weights when ``cfg.loss.class_weights``."""
+    weights = class_weights(labels, n_classes).to(device) if cfg.loss.class_weights else None
+
+    def loss_fn(output, y):
+        return msmmt_loss(output, y, cfg.loss, weights)
+
+    return loss_fn
+
+
 def fit(
     cfg: Config,
     train: Sequence[Sample],
@@ -221,8 +252,10 @@ def fit(
     loss, accuracy and UF1 are logged each epoch; training stops after
     ``cfg.train.patience`` epochs without a better UF1 (ties broken by lower loss)
     and the best epoch's weights are restored. Without it, ``cfg.train.epochs``
-    epochs are run and the last weights kept. ``out_dir`` receives history.csv;
-    ``on_epoch`` receives each epoch's history row as soon as it is done.
+    epochs are run and the last weights kept. With ``cfg.train.ema_decay`` the moving
+    average of the weights is what is validated, restored and returned. Batches are
+    mixed when ``cfg.train.augment`` asks for mixup / CutMix. ``out_dir`` receives
+    history.csv; ``on_epoch`` receives each epoch's history row as soon as it is done.
     """
     _check_sets(train, val)
     names, tc = class_names(cfg.data.class_set), cfg.train
@@ -231,16 +264,15 @@ def fit(
         train_ds, train_loader, val_ds, val_loader = _data(cfg, names, train, val)
         device = select_device(cfg.device)
         model = build_model(cfg.model).to(device)
-        weights = (
-            class_weights(train_ds.labels, len(names)).to(device) if cfg.loss.class_weights else None
-        )
-
-        def loss_fn(output, labels):
-            return msmmt_loss(output, labels, cfg.loss, weights)
-
+        loss_fn = _loss_fn(cfg, train_ds.labels, len(names), device)
         optimizer = build_optimizer(model, tc)
         scheduler = build_scheduler(optimizer, tc, len(train_loader))
         precision = Precision.for_device(device, tc.amp)
+        ema = ModelEmaV3(model, decay=tc.ema_decay, use_warmup=True) if tc.ema_decay else None
+        tested = model if ema is None else ema.module  # the weights validated and returned
+        mixing = None
+        if tc.augment.mixup > 0 or tc.augment.cutmix > 0:
+            mixing = (tc.augment, np.random.default_rng(cfg.seed))
         stopper = EarlyStopping(tc.patience) if val_ds else None
         history = HistoryWriter(out_dir, on_epoch)
         bar = tqdm(range(1, tc.epochs + 1), desc="train", unit="epoch", disable=not progress)
@@ -248,13 +280,14 @@ def fit(
             train_ds.set_epoch(epoch)
             row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
             row |= train_one_epoch(
-                model, train_loader, loss_fn, optimizer, scheduler, precision, tc.grad_clip
+                model, train_loader, loss_fn, optimizer, scheduler, precision, tc.grad_clip,
+                mixing, ema,
             )
             if stopper is not None:
                 row |= _validation_row(
-                    model, val_loader, val_ds.labels, precision, loss_fn, len(names)
+                    tested, val_loader, val_ds.labels, precision, loss_fn, len(names)
                 )
-                stopper.update(epoch, (row["val_uf1"], -row["val_loss"]), model)
+                stopper.update(epoch, (row["val_uf1"], -row["val_loss"]), tested)
             history.append(row)
             bar.set_postfix(
                 {k: f"{row[k]:.3f}" for k in ("train_loss", "train_acc", "val_uf1") if k in row}
@@ -264,9 +297,9 @@ def fit(
                 log.info("early stop after epoch %d; best epoch %d", epoch, stopper.best_epoch)
                 break
         bar.close()
-        best = stopper.restore(model) if stopper is not None else None
-        model.eval()
-    return FitResult(model=model, history=history.rows, best_epoch=best or len(history.rows))
+        best = stopper.restore(tested) if stopper is not None else None
+        tested.eval()
+    return FitResult(model=tested, history=history.rows, best_epoch=best or len(history.rows))
 
 
 def predict_proba(

@@ -51,6 +51,7 @@ from msmmt.model.patch_weighting import (
     token_scale,
     weight_tokens,
 )
+from msmmt.model.stem import conv_stem
 
 __all__ = ["ScaleOutput", "ViTBackbone", "build_backbone", "create_vit", "load_vit_weights"]
 
@@ -328,6 +329,9 @@ def build_backbone(cfg: ModelConfig) -> ViTBackbone:
         num_heads=cfg.num_heads,
         drop_path_rate=cfg.drop_path_rate,
     )
+    if cfg.stem == "conv":
+        embed = vit.patch_embed
+        embed.proj = conv_stem(embed.proj.in_channels, vit.embed_dim, embed.patch_size[0])
     return ViTBackbone(
         vit,
         patch_weighting=cfg.patch_weighting,
