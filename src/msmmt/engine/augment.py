@@ -14,8 +14,11 @@ channel 0 to 1 - x exactly, and leaves v and the strain magnitude unchanged.
 min-max scaling has discarded the offsets of u and v, so the vectors cannot be
 rotated back; like the paper we only move the pixels, and keep the angle small.)
 
+:func:`mix_batch` mixes whole batches (mixup, CutMix), again with the same pairing,
+weight and box for both modalities (docs/METHOD.md, "Training").
+
 The functions are pure: tensors in, tensors out, randomness only through an
-explicit :class:`torch.Generator`.
+explicit :class:`torch.Generator` (per clip) or :class:`numpy.random.Generator` (per batch).
 """
 
 from __future__ import annotations
