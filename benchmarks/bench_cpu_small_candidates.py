@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, required=True, help="Folder of the run folders.")
     ap.add_argument("--compare", type=Path, required=True, help="msmmt compare -o folder.")
     ap.add_argument("--ref", default="base", help="Run the paired differences are taken against.")
+    ap.add_argument(
+        "--name", default="cpu_small_candidates", help="Results file: results/<name>.csv."
+    )
     ap.add_argument("named", nargs="+", help="NAME=OVERRIDES (semicolon-separated), '-' for none.")
     args = ap.parse_args()
     runs = pd.read_csv(args.compare / "runs.csv")
@@ -94,7 +97,7 @@ def main() -> None:
         rows.append(
             row(args.runs / name, overrides if overrides != "-" else "", runs, pairs, args.ref)
         )
-    record("cpu_small_candidates", rows)
+    record(args.name, rows)
 
 
 if __name__ == "__main__":
