@@ -16,7 +16,7 @@ from fixtures_datasets import (
 )
 
 from msmmt.core.labels import map_label
-from msmmt.core.records import DatasetError, Sample
+from msmmt.core.records import DatasetError, Sample, SheetRowsError
 from msmmt.data.readers import filter_class_set, read_dataset, write_manifest
 from msmmt.data.readers.composite_release import read_composite_release
 
@@ -338,3 +338,16 @@ def test_composite_release_row_errors(tmp_path, row, expected):
     with pytest.raises(DatasetError, match=expected) as err:
         read_composite_release(tmp_path, csv=csv_path, apex_dir=apex_dir, flow_dir=flow_dir)
     assert f"{csv_path} row 3" in str(err.value)
+
+
+def test_composite_release_reports_every_bad_row_and_keeps_the_good_ones(tmp_path):
+    rows = RELEASE_ROWS + [("mmew", "s9", "c9", 0, "c9.jpg"), ("smic", "s8", "c8", 7, "c8.jpg")]
+    csv_path, apex_dir, flow_dir = make_composite_release(tmp_path, rows)
+    (flow_dir / "006_006_1_2.png").unlink()  # row 4
+    with pytest.raises(SheetRowsError) as err:
+        read_composite_release(tmp_path, csv=csv_path, apex_dir=apex_dir, flow_dir=flow_dir)
+    wheres = [p.error.split(":")[0] for p in err.value.problems]
+    assert wheres == [f"{csv_path} row {n}" for n in (4, 6, 7)]
+    assert [p.clip for p in err.value.problems] == ["006_1_2", "c9", "c8"]
+    assert [s.clip for s in err.value.samples] == ["s1_ne_01", "EP02_01f", "EP09_01"]
+    assert "3 unusable annotation row(s)" in str(err.value)

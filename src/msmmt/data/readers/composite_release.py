@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msmmt.core.names import squash
-from msmmt.core.records import DatasetError, Sample
+from msmmt.core.records import DatasetError, RowProblem, Sample, SheetRowsError
 from msmmt.data.readers._frames import IMAGE_EXTENSIONS, existing, existing_folder
 from msmmt.data.readers._sheet import Row, read_table
 
@@ -176,7 +176,8 @@ def read_composite_release(
 
     ``csv``, ``apex_dir`` and ``flow_dir`` override the defaults of the module
     docstring; a relative path that does not exist from the working folder is
-    taken from ``root``.
+    taken from ``root``. Every unusable row is reported at once in a
+    :class:`~msmmt.core.records.SheetRowsError`, which also holds the good rows' samples.
     """
     root = existing_folder(root, "dataset root")
     csv_path = (
@@ -198,15 +199,30 @@ def read_composite_release(
         else _find_folder(root, flow_names, "flow images")
     )
     images = _Images(apex_folder, _index(apex_folder), flow_folder, _index(flow_folder))
-    samples = []
+    samples: list[Sample] = []
+    problems: list[RowProblem] = []
     seen: dict[tuple[str, str], int] = {}
     for row, apex_name, flow_name in zip(rows, apex_names, flow_names, strict=True):
-        sample = _row_sample(row, images, apex_name, flow_name)
-        if (sample.subject, sample.clip) in seen:
-            raise DatasetError(
-                f"{row.where}: duplicate clip {sample.key} "
-                f"(also on row {seen[sample.subject, sample.clip]})"
+        try:
+            samples.append(_checked_sample(row, images, apex_name, flow_name, seen))
+        except DatasetError as err:
+            problems.append(
+                RowProblem(row.text("dataset"), row.text("sub"), row.text("filename_o"), str(err))
             )
-        seen[sample.subject, sample.clip] = row.number
-        samples.append(sample)
+    if problems:
+        raise SheetRowsError(problems, samples)
     return samples
+
+
+def _checked_sample(
+    row: Row, images: _Images, apex_name: str, flow_name: str, seen: dict[tuple[str, str], int]
+) -> Sample:
+    """:func:`_row_sample`, refusing a clip already read from an earlier row."""
+    sample = _row_sample(row, images, apex_name, flow_name)
+    if (sample.subject, sample.clip) in seen:
+        raise DatasetError(
+            f"{row.where}: duplicate clip {sample.key} "
+            f"(also on row {seen[sample.subject, sample.clip]})"
+        )
+    seen[sample.subject, sample.clip] = row.number
+    return sample
