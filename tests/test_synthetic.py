@@ -241,3 +241,38 @@ def test_rerun_replaces_a_previous_set(tmp_path):
     assert folders == ["sub01/EP01_01", "sub01/EP02_01"]
     assert list(_sheet(tmp_path)["Filename"]) == ["EP01_01", "EP02_01"]
     assert not list(tmp_path.glob("**/.*"))  # no temporary files left behind
+
+
+def test_a_run_killed_half_way_is_replaced_by_the_next_without_leftovers(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "set"
+    # generate() killed while writing its third frame image: the first clip is done,
+    # the second half-written in a hidden temporary folder, no sheet yet
+    script = (
+        "import itertools, os, signal, sys, cv2\n"
+        "from msmmt.data.synthetic import generate\n"
+        "encode, calls = cv2.imencode, itertools.count()\n"
+        "def dying(*a, **k):\n"
+        "    if next(calls) == N:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return encode(*a, **k)\n"
+        "cv2.imencode = dying\n"
+        f"generate(sys.argv[1], subjects=1, clips_per_subject=2, seed=0, size={SIZE})\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    generate(tmp_path / "probe", subjects=1, clips_per_subject=1, seed=0, size=SIZE)
+    first = len(list((tmp_path / "probe" / "sub01").rglob("*.jpg")))  # frames of clip 1
+    run = subprocess.run(
+        [sys.executable, "-c", script.replace("N:", f"{first + 2}:"), str(out)],
+        env=env, check=False,
+    )
+    assert run.returncode == -signal.SIGKILL
+    left = sorted(p.name for p in (out / "sub01").iterdir())
+    assert "EP01_01" in left and any(n.startswith(".EP02_01.tmp-") for n in left), left
+    generate(out, subjects=1, clips_per_subject=2, seed=0, size=SIZE)  # not refused
+    assert sorted(p.name for p in (out / "sub01").iterdir()) == ["EP01_01", "EP02_01"]

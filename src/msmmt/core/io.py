@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same folder, then ``os.replace``.
+"""Atomic writes: a temp file (or folder) in the same folder, then ``os.replace``.
 
 Every cache entry, fold result and checkpoint goes through these, so an
 interrupted run never leaves a half-written file behind a valid name. Files get
@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_folder",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -71,6 +73,25 @@ def atomic_path(path: str | Path, suffix: str | None = None):
         raise
 
 
+@contextmanager
+def atomic_folder(path: str | Path):
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (an
+    existing folder there is removed first). Named like :func:`atomic_path`'s files, so
+    :func:`remove_stale_temporaries` finds one left by a killed process; mode as ``mkdir``'s."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-", dir=path.parent))
+    try:
+        os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would ignore the umask
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -82,20 +103,25 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(root: str | Path) -> list[Path]:
-    """Delete the temporary files under ``root`` left by killed writers; return them.
+    """Delete the temporary files and folders under ``root`` left by killed writers;
+    return them.
 
-    Only names made by :func:`atomic_path` on this host whose process is gone are
-    removed: a temporary file of a live run (this one, or another on the same cache)
-    and anything written by another host are left alone.
+    Only names made by :func:`atomic_path` / :func:`atomic_folder` on this host whose
+    process is gone are removed: a temporary of a live run (this one, or another on the
+    same cache) and anything written by another host are left alone.
     """
     removed = []
-    for folder, _, files in os.walk(root):
-        for name in files:
+    for folder, dirs, files in os.walk(root):
+        for name in [*files, *dirs]:
             m = _TEMP.match(name)
             if m and m["host"] == _HOST and not _alive(int(m["pid"])):
                 path = Path(folder, name)
-                path.unlink(missing_ok=True)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
                 removed.append(path)
+        dirs[:] = [d for d in dirs if Path(folder, d).exists()]
     return removed
 
 

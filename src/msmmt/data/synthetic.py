@@ -37,10 +37,8 @@ frames.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +47,7 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
-from msmmt.core.io import atomic_path, atomic_write_json, default_mode
+from msmmt.core.io import atomic_folder, atomic_path, atomic_write_json, remove_stale_temporaries
 from msmmt.core.records import DatasetError
 
 __all__ = [
@@ -69,6 +67,7 @@ __all__ = [
     "expression_field",
     "generate",
     "make_identity",
+    "claim_folder",
     "previous_folders",
     "render_clip",
     "template_face",
@@ -615,22 +614,13 @@ def clip_frames(
 
 def write_clip(frames: np.ndarray, folder: Path, quality: int, pattern: str = "img{}.jpg") -> None:
     """Write ``pattern.format(1)``... (``img1.jpg``...) into a temporary folder, then rename it
-    onto ``folder``."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would ignore the umask
+    onto ``folder`` (:func:`~msmmt.core.io.atomic_folder`)."""
+    with atomic_folder(folder) as tmp:
         for i, frame in enumerate(frames, start=1):
             ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
             if not ok:
                 raise OSError(f"{folder}: JPEG encoding of frame {i} failed")
             (tmp / pattern.format(i)).write_bytes(buf.tobytes())
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def previous_folders(out_dir: Path) -> list[Path]:
@@ -638,6 +628,8 @@ def previous_folders(out_dir: Path) -> list[Path]:
     meta = out_dir / META_NAME
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir():  # clips half-written by a killed run first
+        remove_stale_temporaries(out_dir)
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return []
     if not meta.is_file():
@@ -653,6 +645,18 @@ def previous_folders(out_dir: Path) -> list[Path]:
     # and cache) name them are ever removed.
     names = [*previous.get("landmarks", {}), *previous.get("folders", [])]
     return [out_dir / name for name in names if re.fullmatch(r"sub\d+|CASME2|SAMM|SMIC|release|cache", name)]
+
+
+def claim_folder(out_dir: Path, folders: list[str]) -> None:
+    """Make ``out_dir`` ready for a new set: remove the previous set's folders and write a
+    provisional ``synthetic.json`` naming the ``folders`` this run will write, so that a run
+    killed half-way is still recognised (and replaced) as a synthetic set by the next."""
+    for folder in previous_folders(out_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out_dir / META_NAME, {"generator": "msmmt synth", "complete": False, "folders": folders}
+    )
 
 
 def generate(
@@ -683,9 +687,7 @@ def generate(
         raise ValueError(f"size must be >= 160 px for dlib to find the faces reliably, got {size}")
     st = settings or SynthSettings()
     out_dir = Path(out_dir)
-    for folder in previous_folders(out_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_folder(out_dir, [f"sub{s:02d}" for s in range(1, subjects + 1)])
 
     rows, clips, landmarks = [], [], {}
     bar = tqdm(total=subjects * clips_per_subject, desc="synth", unit="clip", disable=not progress)

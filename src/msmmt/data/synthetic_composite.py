@@ -18,7 +18,6 @@ disgust / fear / sadness in the composite's proportions (57 / 12 / 9 / 8 / 6).
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,10 +29,10 @@ from msmmt.data.synthetic import (
     META_NAME,
     Identity,
     SynthSettings,
+    claim_folder,
     clip_frames,
     draw_clip,
     make_identity,
-    previous_folders,
     render_clip,
     write_clip,
 )
@@ -168,9 +167,7 @@ def generate_composite(
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     out_dir = Path(out_dir)
-    for folder in previous_folders(out_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_folder(out_dir, [FOLDERS[p.dataset] for p in preset.parts] + [RELEASE_FOLDER, "cache"])
     subjects = _subjects(preset, seed)
     bar = tqdm(total=sum(len(c) for _, c in subjects), desc="synth", unit="clip", disable=not progress)
     args = [(out_dir, preset.parts[p], p, clips, seed) for p, clips in subjects]
