@@ -38,7 +38,9 @@ best-scoring box (not the largest: on skimage's astronaut, HOG without upsamplin
 also finds a weak, larger "face" on the suit), then refitted upright
 (:func:`upright_landmarks`): dlib's predictor is trained on roughly level faces, so a
 face is turned level, refitted and turned back (the refit is kept when it finds the face
-tilted by more than 10 degrees).
+tilted by more than 10 degrees). Last, whatever step found the face, the 68 points are
+refitted once more in a canonical crop placed by the first fit, with normalised contrast
+(:mod:`msmmt.ops.landmark_refine`), so they no longer depend on which detector fired.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import numpy as np
 
 from msmmt.config import PreprocessConfig
 from msmmt.core.records import DatasetError
+from msmmt.ops.landmark_refine import refine_landmarks
 from msmmt.ops.landmarks import (
     LEFT_INNER_EYE,
     RIGHT_INNER_EYE,
@@ -171,11 +174,12 @@ def upright_landmarks(
 
 
 def face_landmarks(
-    image: np.ndarray, steps: Sequence[str] = CASCADE, upright: bool = True
+    image: np.ndarray, steps: Sequence[str] = CASCADE, upright: bool = True, refine: bool = True
 ) -> FaceDetection | None:
     """dlib's 68 landmarks of the best-scoring face in ``image`` (H x W grey or RGB, uint8),
     from the first step of ``steps`` (see the module docstring) that finds a face,
-    refitted upright unless ``upright=False``."""
+    refitted upright unless ``upright=False``, then refitted in the canonical crop
+    (:func:`msmmt.ops.landmark_refine.refine_landmarks`) unless ``refine=False``."""
     unknown = set(steps) - set(CASCADE)
     if unknown:
         raise ValueError(f"unknown face detection step(s) {sorted(unknown)}; known: {CASCADE}")
@@ -184,7 +188,9 @@ def face_landmarks(
         found = _step_fit(gray, step)
         if found is not None:
             searched, points = found
-            return FaceDetection(upright_landmarks(searched, points) if upright else points, step)
+            if upright:
+                points = upright_landmarks(searched, points)
+            return FaceDetection(refine_landmarks(gray, points) if refine else points, step)
     return None
 
 
