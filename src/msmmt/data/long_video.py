@@ -13,7 +13,11 @@ One synthetic subject (:func:`msmmt.data.synthetic.make_identity`) is filmed for
   centre) to a new pose within ``head_seconds`` and stays there, or nods (moves and
   comes back);
 - blinks (distractors, at any time, also during other events): the upper eyelids
-  close and open within ``blink_seconds``.
+  close and open within ``blink_seconds``;
+- optionally (``drift_px`` > 0), a slow drift of the whole head across the frame, on top
+  of everything else: ``drift_px * (1 - cos(pi t / (T - 1))) / 2`` pixels along a random
+  direction, so the face ends ``drift_px`` from where it started (a face box fixed on the
+  first frame then no longer holds the face; ``msmmt spot`` has to follow it).
 
 Frame t is ``I_t(p) = N(p - D_t(p))`` with the displacement field
 ``D_t = sum_e d_e(t) F_e + H_t`` (``H_t`` the head's rigid motion), rendered by
@@ -51,6 +55,7 @@ __all__ = [
     "LongVideoSettings",
     "TRUTH_COLUMNS",
     "draw_events",
+    "drift_path",
     "read_truth",
     "render_frames",
     "write_long_video",
@@ -84,10 +89,15 @@ class LongVideoSettings:
     """Neutral time between two events (blinks excepted)."""
     noise_std: tuple[float, float] = (1.0, 2.5)
     flicker: float = 0.01
+    drift_px: float = 0.0
+    """Slow drift of the head over the whole video (pixels from the first to the last frame,
+    random direction; 0: none)."""
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.seconds <= 0:
             raise ValueError(f"fps and seconds must be positive, got {self.fps}, {self.seconds}")
+        if not 0 <= self.drift_px <= self.size / 3:
+            raise ValueError(f"drift_px must be in 0..size/3 (the face stays in the frame), got {self.drift_px}")
         if self.size < 160:
             raise ValueError(f"size must be >= 160 px for dlib to find the face, got {self.size}")
 
@@ -193,6 +203,14 @@ def _head_field(size: int, centre: np.ndarray, shift: np.ndarray, degrees: float
     return np.dstack([dx, dy]).astype(np.float32)
 
 
+def drift_path(rng: np.random.Generator, n_frames: int, drift_px: float) -> np.ndarray:
+    """(n_frames, 2) head drift: ``drift_px (1 - cos(pi t / (T - 1))) / 2`` along a random
+    direction (0 at the first frame, ``drift_px`` at the last)."""
+    angle = rng.uniform(0.0, 2 * np.pi)
+    ramp = (1 - np.cos(np.pi * np.arange(n_frames) / max(n_frames - 1, 1))) / 2
+    return drift_px * ramp[:, None] * np.array([np.cos(angle), np.sin(angle)])
+
+
 def render_frames(
     identity: Identity, events: list[Event], n_frames: int, rng: np.random.Generator, st: LongVideoSettings
 ) -> Iterator[np.ndarray]:
@@ -202,9 +220,10 @@ def render_frames(
     profiles = [(e, _profile(e, n_frames)) for e in events]
     centre = identity.landmarks.mean(0)
     frame_settings = SynthSettings(noise_std=st.noise_std, flicker=st.flicker, jitter_px=0.0)
+    drift = drift_path(rng, n_frames, st.drift_px) if st.drift_px else np.zeros((n_frames, 2))
     for t in range(n_frames):
         field = np.zeros((identity.size, identity.size, 2), np.float32)
-        shift, angle = np.zeros(2), 0.0
+        shift, angle = drift[t].copy(), 0.0
         for event, profile in profiles:
             d = profile[t]
             if d == 0:
