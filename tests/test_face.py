@@ -10,7 +10,14 @@ from msmmt.config import PreprocessConfig
 from msmmt.core.records import DatasetError
 from msmmt.data.face_variants import VARIANTS, shrunk, tilted
 from msmmt.data.synthetic import make_identity, render_clip
-from msmmt.ops.face import CASCADE, align_faces, alignment_matrix, face_landmarks, upright_landmarks
+from msmmt.ops.face import (
+    CASCADE,
+    align_faces,
+    alignment_matrix,
+    face_landmarks,
+    follow_face,
+    upright_landmarks,
+)
 from msmmt.ops.landmarks import cnn_boxes, detect_landmarks, fit_landmarks, to_uint8_gray
 
 
@@ -173,3 +180,25 @@ def test_synthetic_identities_with_glasses_and_tight_crops_are_found():
             found = face_landmarks(image)
             assert found is not None and found.step == step, (s, variant)
             assert _eye_error(found.landmarks, truth) < 12.0  # glasses pull dlib's eye points
+
+
+def _placed(face: np.ndarray, x: int, y: int) -> np.ndarray:
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
+    return canvas
+
+
+@pytest.mark.parametrize(
+    ("variant", "shift"),
+    [
+        ("as-is", (30, 20)),  # moved: HOG's box overlapping the last one
+        ("as-is", (300, 140)),  # a cut: no box overlaps, HOG's best box is the face
+        ("dark", (12, 8)),  # HOG misses it: refitted from where it was
+    ],
+)
+def test_follow_face_finds_the_face_where_it_went(astronaut_face, variant, shift):
+    face, landmarks = VARIANTS[variant](*astronaut_face)
+    face = face[:, :300]  # fits the canvas at every shift
+    before = landmarks + [10, 10]
+    after = follow_face(_placed(face, 10 + shift[0], 10 + shift[1]), before)
+    assert _eye_error(after, before + shift) < 2.0

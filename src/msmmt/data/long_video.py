@@ -20,7 +20,9 @@ One synthetic subject (:func:`msmmt.data.synthetic.make_identity`) is filmed for
   first frame then no longer holds the face; ``msmmt spot`` has to follow it).
 
 Frame t is ``I_t(p) = N(p - D_t(p))`` with the displacement field
-``D_t = sum_e d_e(t) F_e + H_t`` (``H_t`` the head's rigid motion), rendered by
+``D_t(p) = sum_e d_e(t) F_e(p - h_t) + H_t(p)`` (``H_t`` the head's rigid motion, ``h_t`` its
+shift: the expressions and blinks move with the head; its few degrees of rotation are
+not carried), rendered by
 :func:`~msmmt.data.synthetic.render_clip` (flicker and sensor noise included; head
 jitter is replaced by the head motion). :func:`write_long_video` writes an MJPG AVI
 and ``<video>.truth.csv`` (kind, onset, apex, offset; frame numbers from 0, as
@@ -192,6 +194,13 @@ def _profile(event: Event, n: int) -> np.ndarray:
     return temporal_profile(n, event.onset, event.apex, event.offset)
 
 
+def _translated(field: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``field(p - shift)``: a displacement field (S, S, 2) carried along by the head's shift."""
+    matrix = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]], np.float32)
+    size = field.shape[1], field.shape[0]
+    return cv2.warpAffine(field, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
 def _head_field(size: int, centre: np.ndarray, shift: np.ndarray, degrees: float) -> np.ndarray:
     """The rigid motion ``p -> R (p - c) + c + shift`` as a displacement field (size, size, 2)."""
     grid = np.arange(size, dtype=np.float32)
@@ -235,6 +244,8 @@ def render_frames(
             else:
                 shift += d * event.peak * np.array(event.direction)
                 angle += d * event.angle
+        if shift.any():  # the expressions and blinks move with the head
+            field = _translated(field, shift)
         if angle or shift.any():
             field += _head_field(identity.size, centre, shift, angle)
         yield render_clip(identity, field, np.ones(1), rng, frame_settings)[0]
