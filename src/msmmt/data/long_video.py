@@ -58,6 +58,7 @@ __all__ = [
     "TRUTH_COLUMNS",
     "draw_events",
     "drift_path",
+    "event_profile",
     "read_truth",
     "render_frames",
     "write_long_video",
@@ -180,7 +181,7 @@ def _blink_field(identity: Identity) -> np.ndarray:
     return gaussian_field(identity.size, lm[upper], 0.8 * travel, sigmas)
 
 
-def _profile(event: Event, n: int) -> np.ndarray:
+def event_profile(event: Event, n: int) -> np.ndarray:
     """d_e(t) in [0, 1] over frames 0..n-1 (outside the event's frames: 0, or 1 after a move)."""
     t = np.arange(n)
     if event.kind == "head":  # a raised-cosine step to the new pose, kept
@@ -226,7 +227,7 @@ def render_frames(
     """Frames (S, S, 3) uint8 RGB of the video, one at a time (module docstring)."""
     fields = {e: expression_field(identity.landmarks, e, identity.size) for e in CLASSES}
     blink = _blink_field(identity)
-    profiles = [(e, _profile(e, n_frames)) for e in events]
+    profiles = [(e, event_profile(e, n_frames)) for e in events]
     centre = identity.landmarks.mean(0)
     frame_settings = SynthSettings(noise_std=st.noise_std, flicker=st.flicker, jitter_px=0.0)
     drift = drift_path(rng, n_frames, st.drift_px) if st.drift_px else np.zeros((n_frames, 2))

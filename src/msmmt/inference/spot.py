@@ -77,6 +77,9 @@ class SpotResult:
     stride: int = 1
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of reading + cropping, the signal and the intervals."""
+    face_shift: np.ndarray | None = field(default=None, repr=False)
+    """(frames, 2) shift (x, y, pixels) of the face box from where the first face was, per
+    frame: where the face went (zeros with ``spot.track_seconds=None``)."""
 
 
 def _frames(path: Path) -> tuple[Iterator[np.ndarray], list[int], float | None]:
@@ -112,9 +115,10 @@ def _frames(path: Path) -> tuple[Iterator[np.ndarray], list[int], float | None]:
 
 def _crops(
     frames: Iterator[np.ndarray], size: int, search: int, cascade: list[str], where: str, every: int | None
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(T, size, size) grey face crops, the landmarks in crop pixels and the cascade step;
-    the box follows the face, found again every ``every`` frames (None: fixed)."""
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    """(T, size, size) grey face crops, the landmarks in crop pixels, the cascade step and
+    the box's (T, 2) shift; the box follows the face, found again every ``every`` frames
+    (None: fixed)."""
     head, found = [], None
     for frame in frames:
         head.append(frame)
@@ -124,21 +128,21 @@ def _crops(
     if found is None:
         raise DatasetError(f"{where}: no face found in the first {len(head)} frame(s)")
     box = crop_box(found.landmarks)
-    crops = [crop_face(f, box, size) for f in head]
+    crops = [(crop_face(f, box, size), np.zeros(2)) for f in head]
     if every is None:
-        crops.extend(crop_face(f, box, size) for f in frames)
+        crops.extend((crop_face(f, box, size), np.zeros(2)) for f in frames)
     else:
         crops.extend(_tracked_crops(frames, found.landmarks, box, size, every))
     landmarks = (found.landmarks - box[:2]) * size / box[2]
-    return np.stack(crops), landmarks, found.step
+    return np.stack([c for c, _ in crops]), landmarks, found.step, np.array([d for _, d in crops])
 
 
 def _tracked_crops(
     frames: Iterator[np.ndarray], first: np.ndarray, box: tuple[int, int, int], size: int, every: int
-) -> Iterator[np.ndarray]:
-    """Crops of ``box`` moved with the face: its landmarks ``first`` (on the frame before
-    ``frames``) are followed every ``every`` frames and on the last one; the box's shift
-    is linear in between."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(crop, shift) of ``box`` moved with the face: its landmarks ``first`` (on the frame
+    before ``frames``) are followed every ``every`` frames and on the last one; the box's
+    shift is linear in between."""
     anchor = first[ANCHOR].mean(0)
     points, shift = first, np.zeros(2)
     pending: list[np.ndarray] = []
@@ -155,12 +159,13 @@ def _tracked_crops(
 
 def _shifted_crops(
     frames: Sequence[np.ndarray], box: tuple[int, int, int], start: np.ndarray, end: np.ndarray, size: int
-) -> Iterator[np.ndarray]:
-    """Crops of ``box`` shifted from ``start`` (before the first frame) to ``end`` (at the last)."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(crop, shift) of ``box`` shifted from ``start`` (before the first frame) to ``end``
+    (at the last)."""
     x0, y0, side = box
     for i, frame in enumerate(frames, 1):
-        dx, dy = start + (end - start) * i / len(frames)
-        yield crop_face(frame, (x0 + dx, y0 + dy, side), size)
+        shift = start + (end - start) * i / len(frames)
+        yield crop_face(frame, (x0 + shift[0], y0 + shift[1], side), size), shift
 
 
 def spot(
@@ -187,7 +192,7 @@ def spot(
     if not fps or fps <= 0:
         raise DatasetError(f"{path}: frame rate unknown; give it with --fps")
     every = max(1, round(cfg.track_seconds * fps)) if cfg.track_seconds else None
-    crops, landmarks, step = _crops(
+    crops, landmarks, step, face_shift = _crops(
         frames, cfg.face_px, pre.face_search_frames, list(pre.face_cascade), str(path), every
     )
     numbers = numbers or list(range(len(crops)))
@@ -209,4 +214,4 @@ def spot(
         intervals.append(Interval(numbers[onset], numbers[apex], numbers[offset], float(z[peak])))
     clock["intervals"] = time.perf_counter() - start
     log.debug("%s: %d frames at %g fps, %s", path, len(crops), fps, clock)
-    return SpotResult(intervals, float(fps), len(crops), step, z, stride, clock)
+    return SpotResult(intervals, float(fps), len(crops), step, z, stride, clock, face_shift)
