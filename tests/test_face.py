@@ -10,8 +10,15 @@ from msmmt.config import PreprocessConfig
 from msmmt.core.records import DatasetError
 from msmmt.data.face_variants import VARIANTS, shrunk, tilted
 from msmmt.data.synthetic import make_identity, render_clip
-from msmmt.ops.face import CASCADE, align_faces, alignment_matrix, face_landmarks
-from msmmt.ops.landmarks import detect_landmarks
+from msmmt.ops.face import (
+    CASCADE,
+    align_faces,
+    alignment_matrix,
+    face_landmarks,
+    follow_face,
+    upright_landmarks,
+)
+from msmmt.ops.landmarks import cnn_boxes, detect_landmarks, fit_landmarks, to_uint8_gray
 
 
 def _rotated_astronaut(degrees: float) -> np.ndarray:
@@ -131,11 +138,17 @@ def test_each_cascade_step_finds_the_face_its_predecessors_miss(astronaut_face, 
     assert _eye_error(found.landmarks, truth) < tolerance
 
 
-def test_upright_refit_corrects_a_tilted_face(astronaut_face):
+def test_a_tilted_face_is_fitted_level_by_the_angle_search_and_the_upright_refit(astronaut_face):
+    # dlib fitted in the CNN's box of a face tilted by 50 degrees finds a level-looking face;
+    # the cnn step's angle search (where HOG sees the face upright) and the upright refit
+    # from that fit each correct it
     image, truth = tilted(*astronaut_face, degrees=50.0)
-    raw = face_landmarks(image, steps=["cnn"], upright=False)
-    refit = face_landmarks(image, steps=["cnn"])
-    assert _eye_error(raw.landmarks, truth) > 5.0 > 2.0 > _eye_error(refit.landmarks, truth)
+    gray = to_uint8_gray(image)
+    raw = fit_landmarks(gray, cnn_boxes(gray)[0])
+    searched = face_landmarks(image, steps=["cnn"], upright=False, refine=False)
+    assert _eye_error(raw, truth) > 5.0
+    assert _eye_error(upright_landmarks(gray, raw), truth) < 2.0
+    assert _eye_error(searched.landmarks, truth) < 2.0
 
 
 def test_face_crop_step_refuses_what_is_not_a_face():
@@ -167,3 +180,25 @@ def test_synthetic_identities_with_glasses_and_tight_crops_are_found():
             found = face_landmarks(image)
             assert found is not None and found.step == step, (s, variant)
             assert _eye_error(found.landmarks, truth) < 12.0  # glasses pull dlib's eye points
+
+
+def _placed(face: np.ndarray, x: int, y: int) -> np.ndarray:
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
+    return canvas
+
+
+@pytest.mark.parametrize(
+    ("variant", "shift"),
+    [
+        ("as-is", (30, 20)),  # moved: HOG's box overlapping the last one
+        ("as-is", (300, 140)),  # a cut: no box overlaps, HOG's best box is the face
+        ("dark", (12, 8)),  # HOG misses it: refitted from where it was
+    ],
+)
+def test_follow_face_finds_the_face_where_it_went(astronaut_face, variant, shift):
+    face, landmarks = VARIANTS[variant](*astronaut_face)
+    face = face[:, :300]  # fits the canvas at every shift
+    before = landmarks + [10, 10]
+    after = follow_face(_placed(face, 10 + shift[0], 10 + shift[1]), before)
+    assert _eye_error(after, before + shift) < 2.0

@@ -157,7 +157,7 @@ def test_runner_records_failures_writes_manifest_and_resumes(samples, tmp_path):
     assert "no face" in failures[1]
 
     manifest = (cache_dir / "manifest.csv").read_text().splitlines()
-    assert manifest[0] == "dataset,subject,clip,label,texture_image,motion_image"
+    assert manifest[0] == "dataset,subject,clip,label,texture_image,motion_image,apex,apex_source"
     read = read_dataset("precomputed", cache_dir)
     assert [(s.subject, s.clip) for s in read] == [
         ("casme2/sub01", "EP01"),
@@ -199,8 +199,15 @@ def test_a_missing_apex_is_estimated_from_the_motion_and_cached_under_it(tmp_pat
         if cache.clip_entries(folder, CFG, 1, a, 15, 15, inputs).motion.is_file()
     ]
     assert len(estimated) == 1 and abs(estimated[0] - 11) <= 1, estimated
-    again = preprocess_dataset([sample], CFG, tmp_path / "cache", progress=False)
-    assert (again.done, again.skipped) == (0, 1)
+    annotated = dataclasses.replace(sample, subject="casme2/sub04", apex=10, apex_estimated=False)
+    again = preprocess_dataset([sample, annotated], CFG, tmp_path / "cache", progress=False)
+    assert (again.done, again.skipped) == (1, 1)
+    # the manifest records the apex each clip's images were made with, and how it was found
+    read = read_dataset("precomputed", tmp_path / "cache")
+    assert [(s.apex, s.extra["apex_source"], s.apex_estimated) for s in read] == [
+        (estimated[0], "motion", True),
+        (10, "annotated", False),
+    ]
 
 
 def test_interrupted_run_resumes_without_redoing_finished_clips(samples, tmp_path, monkeypatch):

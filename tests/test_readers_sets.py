@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 from fixtures_datasets import (
@@ -210,7 +211,10 @@ def test_manifest_round_trip_with_relative_paths(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["img", "manifest.csv"]  # no temp left
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["dataset", "subject", "clip", "label", "texture_image", "motion_image"]
+    assert list(rows[0]) == [
+        "dataset", "subject", "clip", "label", "texture_image", "motion_image", "apex", "apex_source"
+    ]
+    assert rows[0]["apex"] == rows[0]["apex_source"] == ""  # no apex known
     assert rows[0]["texture_image"] == "img/0_t.png" and rows[1]["motion_image"] == "img/1_m.png"
     for root in (path, path.parent):
         back = read_dataset("precomputed", root)
@@ -220,6 +224,26 @@ def test_manifest_round_trip_with_relative_paths(tmp_path):
     text = path.read_text()
     path.write_text(text.replace(",clip,", ",sample,", 1).replace("motion_image", "flow_image", 1))
     assert read_dataset("precomputed", path) == samples
+
+
+def test_manifest_records_the_apex_and_how_it_was_obtained(tmp_path):
+    annotated, estimated, middle = (
+        _image_sample(tmp_path, "casme2", f"casme2/sub0{i}", "EP01", "happiness", i) for i in range(3)
+    )
+    samples = [
+        dataclasses.replace(annotated, apex=12),
+        dataclasses.replace(estimated, apex=30, apex_estimated=True, extra={"apex_source": "motion"}),
+        dataclasses.replace(middle, apex=7, apex_estimated=True),  # not estimated: the middle frame
+    ]
+    path = write_manifest(samples, tmp_path / "cache" / "manifest.csv")
+    with path.open(newline="") as f:
+        cells = [(r["apex"], r["apex_source"]) for r in csv.DictReader(f)]
+    assert cells == [("12", "annotated"), ("30", "motion"), ("7", "middle")]
+    back = read_dataset("precomputed", path)
+    assert back == samples and [s.extra["apex_source"] for s in back] == ["annotated", "motion", "middle"]
+    path.write_text(path.read_text().replace(",motion\n", ",guessed\n"))
+    with pytest.raises(DatasetError, match=r"row 3: apex_source 'guessed' is not one of annotated"):
+        read_dataset("precomputed", path)
 
 
 def test_manifest_absolute_paths_and_subject_prefix(tmp_path):

@@ -337,6 +337,11 @@ class SpotConfig(_Section):
     """Longer intervals are not micro-expressions and are dropped (None keeps all)."""
     head_motion: bool = True
     """Remove the head's affine motion from the flow (False: an ablation)."""
+    track_seconds: float | None = Field(0.5, gt=0.0)
+    """The face is found again every this many seconds (:func:`msmmt.ops.face.follow_face`)
+    and the face box moved with it, linearly in between, so a head that drifts across the
+    frame (or a cut) keeps its face in the box; None: the box stays where the first
+    frame's face was."""
 
     @model_validator(mode="after")
     def _check_window(self) -> SpotConfig:

@@ -124,6 +124,9 @@ def synth_video(
     seconds: Annotated[float, typer.Option(min=1.0, help="Length in seconds.")] = 60.0,
     size: Annotated[int, typer.Option(min=160, help="Side of the square frames, in pixels.")] = 192,
     seed: Annotated[int | None, typer.Option(min=0, help="Random seed (default: --seed, else 0).")] = None,
+    drift: Annotated[
+        float, typer.Option(min=0.0, help="Slow drift of the head across the frame over the video, in pixels.")
+    ] = 0.0,
 ) -> None:
     """Write a long synthetic video (micro- and macro-expressions, head motion, blinks)
     and OUT.truth.csv (kind, onset, apex, offset), e.g. to try `msmmt spot --truth`."""
@@ -133,7 +136,11 @@ def synth_video(
         raise fail(f"{out}: the video is written as MJPG in an .avi file; name it *.avi")
     seed = seed if seed is not None else (STATE.seed or 0)
     start = time.perf_counter()
-    truth, events = write_long_video(out, LongVideoSettings(fps=fps, seconds=seconds, size=size), seed)
+    try:
+        settings = LongVideoSettings(fps=fps, seconds=seconds, size=size, drift_px=drift)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    truth, events = write_long_video(out, settings, seed)
     micro = sum(e.kind == "micro" for e in events)
     typer.echo(
         f"wrote {out} ({seconds:g} s at {fps:g} fps, {micro} micro-expressions among "

@@ -7,7 +7,9 @@ readers (annotation sheets, unlabelled clips), the preprocessing and the predict
 - a missing onset (offset) is the first (last) frame; an offset past the last frame
   (a known annotation defect) is the last frame, and the result says so;
 - a missing apex is the frame in onset..offset closest to (onset + offset) / 2, the
-  lower one on a tie (:func:`middle_frame`);
+  lower one on a tie (:func:`middle_frame`): a provisional value, which preprocessing
+  and the predictor replace by the peak of the facial motion
+  (:func:`msmmt.preprocess.clip.estimate_apex`; the manifest records which was used);
 - onset after offset, an apex outside onset..offset, or a key frame that is not among
   the clip's frames is a :class:`~msmmt.core.records.DatasetError`.
 
@@ -79,7 +81,10 @@ def resolve_marks(
             raise DatasetError(f"{where}: {name} frame {value} is not among the clip's {span}")
     if apex is None:
         apex = middle_frame(numbers, onset, offset)
-        assumed.append(f"apex = middle frame of {onset}..{offset} ({apex})")
+        assumed.append(
+            f"apex not annotated: middle frame of {onset}..{offset} ({apex}) until estimated "
+            "from the facial motion"
+        )
     if not onset <= apex <= offset:
         raise DatasetError(
             f"{where}: apex frame {apex} is outside onset..offset ({onset}..{offset})"

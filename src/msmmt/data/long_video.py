@@ -13,10 +13,16 @@ One synthetic subject (:func:`msmmt.data.synthetic.make_identity`) is filmed for
   centre) to a new pose within ``head_seconds`` and stays there, or nods (moves and
   comes back);
 - blinks (distractors, at any time, also during other events): the upper eyelids
-  close and open within ``blink_seconds``.
+  close and open within ``blink_seconds``;
+- optionally (``drift_px`` > 0), a slow drift of the whole head across the frame, on top
+  of everything else: ``drift_px * (1 - cos(pi t / (T - 1))) / 2`` pixels along a random
+  direction, so the face ends ``drift_px`` from where it started (a face box fixed on the
+  first frame then no longer holds the face; ``msmmt spot`` has to follow it).
 
 Frame t is ``I_t(p) = N(p - D_t(p))`` with the displacement field
-``D_t = sum_e d_e(t) F_e + H_t`` (``H_t`` the head's rigid motion), rendered by
+``D_t(p) = sum_e d_e(t) F_e(p - h_t) + H_t(p)`` (``H_t`` the head's rigid motion, ``h_t`` its
+shift: the expressions and blinks move with the head; its few degrees of rotation are
+not carried), rendered by
 :func:`~msmmt.data.synthetic.render_clip` (flicker and sensor noise included; head
 jitter is replaced by the head motion). :func:`write_long_video` writes an MJPG AVI
 and ``<video>.truth.csv`` (kind, onset, apex, offset; frame numbers from 0, as
@@ -51,6 +57,8 @@ __all__ = [
     "LongVideoSettings",
     "TRUTH_COLUMNS",
     "draw_events",
+    "drift_path",
+    "event_profile",
     "read_truth",
     "render_frames",
     "write_long_video",
@@ -84,10 +92,15 @@ class LongVideoSettings:
     """Neutral time between two events (blinks excepted)."""
     noise_std: tuple[float, float] = (1.0, 2.5)
     flicker: float = 0.01
+    drift_px: float = 0.0
+    """Slow drift of the head over the whole video (pixels from the first to the last frame,
+    random direction; 0: none)."""
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.seconds <= 0:
             raise ValueError(f"fps and seconds must be positive, got {self.fps}, {self.seconds}")
+        if not 0 <= self.drift_px <= self.size / 3:
+            raise ValueError(f"drift_px must be in 0..size/3 (the face stays in the frame), got {self.drift_px}")
         if self.size < 160:
             raise ValueError(f"size must be >= 160 px for dlib to find the face, got {self.size}")
 
@@ -168,7 +181,7 @@ def _blink_field(identity: Identity) -> np.ndarray:
     return gaussian_field(identity.size, lm[upper], 0.8 * travel, sigmas)
 
 
-def _profile(event: Event, n: int) -> np.ndarray:
+def event_profile(event: Event, n: int) -> np.ndarray:
     """d_e(t) in [0, 1] over frames 0..n-1 (outside the event's frames: 0, or 1 after a move)."""
     t = np.arange(n)
     if event.kind == "head":  # a raised-cosine step to the new pose, kept
@@ -182,6 +195,13 @@ def _profile(event: Event, n: int) -> np.ndarray:
     return temporal_profile(n, event.onset, event.apex, event.offset)
 
 
+def _translated(field: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``field(p - shift)``: a displacement field (S, S, 2) carried along by the head's shift."""
+    matrix = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]], np.float32)
+    size = field.shape[1], field.shape[0]
+    return cv2.warpAffine(field, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
 def _head_field(size: int, centre: np.ndarray, shift: np.ndarray, degrees: float) -> np.ndarray:
     """The rigid motion ``p -> R (p - c) + c + shift`` as a displacement field (size, size, 2)."""
     grid = np.arange(size, dtype=np.float32)
@@ -193,18 +213,27 @@ def _head_field(size: int, centre: np.ndarray, shift: np.ndarray, degrees: float
     return np.dstack([dx, dy]).astype(np.float32)
 
 
+def drift_path(rng: np.random.Generator, n_frames: int, drift_px: float) -> np.ndarray:
+    """(n_frames, 2) head drift: ``drift_px (1 - cos(pi t / (T - 1))) / 2`` along a random
+    direction (0 at the first frame, ``drift_px`` at the last)."""
+    angle = rng.uniform(0.0, 2 * np.pi)
+    ramp = (1 - np.cos(np.pi * np.arange(n_frames) / max(n_frames - 1, 1))) / 2
+    return drift_px * ramp[:, None] * np.array([np.cos(angle), np.sin(angle)])
+
+
 def render_frames(
     identity: Identity, events: list[Event], n_frames: int, rng: np.random.Generator, st: LongVideoSettings
 ) -> Iterator[np.ndarray]:
     """Frames (S, S, 3) uint8 RGB of the video, one at a time (module docstring)."""
     fields = {e: expression_field(identity.landmarks, e, identity.size) for e in CLASSES}
     blink = _blink_field(identity)
-    profiles = [(e, _profile(e, n_frames)) for e in events]
+    profiles = [(e, event_profile(e, n_frames)) for e in events]
     centre = identity.landmarks.mean(0)
     frame_settings = SynthSettings(noise_std=st.noise_std, flicker=st.flicker, jitter_px=0.0)
+    drift = drift_path(rng, n_frames, st.drift_px) if st.drift_px else np.zeros((n_frames, 2))
     for t in range(n_frames):
         field = np.zeros((identity.size, identity.size, 2), np.float32)
-        shift, angle = np.zeros(2), 0.0
+        shift, angle = drift[t].copy(), 0.0
         for event, profile in profiles:
             d = profile[t]
             if d == 0:
@@ -216,6 +245,8 @@ def render_frames(
             else:
                 shift += d * event.peak * np.array(event.direction)
                 angle += d * event.angle
+        if shift.any():  # the expressions and blinks move with the head
+            field = _translated(field, shift)
         if angle or shift.any():
             field += _head_field(identity.size, centre, shift, angle)
         yield render_clip(identity, field, np.ones(1), rng, frame_settings)[0]

@@ -4,7 +4,10 @@ A video file or a folder of numbered frames is read once, frame by frame; the fa
 is found on the first frames (the detection cascade of :mod:`msmmt.ops.face`) and
 every frame is reduced at once to a small grey crop of that face box
 (``spot.face_px``), so memory and time grow with the video's length, not its
-resolution. The crops then go through :mod:`msmmt.ops.spotting`: the spotting signal,
+resolution. The face is found again every ``spot.track_seconds``
+(:func:`msmmt.ops.face.follow_face`) and the box moved by how far the face moved (the
+mean of its nose bridge and eye corners, which expressions barely move), linearly
+between two such frames, so a head drifting across the frame stays in the box. The crops then go through :mod:`msmmt.ops.spotting`: the spotting signal,
 its peaks, and each peak's onset, apex and offset. Frame numbers are a video's
 0-based indices or a folder's own numbers (from the file names)::
 
@@ -17,9 +20,10 @@ its peaks, and each peak's onset, apex and offset. Frame numbers are a video's
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +33,7 @@ import numpy as np
 from msmmt.config import PreprocessConfig, SpotConfig
 from msmmt.core.records import DatasetError
 from msmmt.data.readers.clip import VIDEO_EXTENSIONS, read_clip
-from msmmt.ops.face import face_landmarks
+from msmmt.ops.face import face_landmarks, follow_face
 from msmmt.ops.motion_signal import smooth
 from msmmt.ops.spotting import (
     crop_box,
@@ -44,6 +48,10 @@ from msmmt.ops.spotting import (
 __all__ = ["Interval", "SpotResult", "spot"]
 
 log = logging.getLogger(__name__)
+
+ANCHOR = [27, 28, 29, 30, 36, 39, 42, 45]
+"""Landmarks whose mean gives the face's position for tracking: the nose bridge and the
+eye corners (they move with the head, hardly with an expression)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,9 @@ class SpotResult:
     stride: int = 1
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of reading + cropping, the signal and the intervals."""
+    face_shift: np.ndarray | None = field(default=None, repr=False)
+    """(frames, 2) shift (x, y, pixels) of the face box from where the first face was, per
+    frame: where the face went (zeros with ``spot.track_seconds=None``)."""
 
 
 def _frames(path: Path) -> tuple[Iterator[np.ndarray], list[int], float | None]:
@@ -103,9 +114,11 @@ def _frames(path: Path) -> tuple[Iterator[np.ndarray], list[int], float | None]:
 
 
 def _crops(
-    frames: Iterator[np.ndarray], size: int, search: int, cascade: list[str], where: str
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(T, size, size) grey face crops, the landmarks in crop pixels and the cascade step."""
+    frames: Iterator[np.ndarray], size: int, search: int, cascade: list[str], where: str, every: int | None
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    """(T, size, size) grey face crops, the landmarks in crop pixels, the cascade step and
+    the box's (T, 2) shift; the box follows the face, found again every ``every`` frames
+    (None: fixed)."""
     head, found = [], None
     for frame in frames:
         head.append(frame)
@@ -115,10 +128,44 @@ def _crops(
     if found is None:
         raise DatasetError(f"{where}: no face found in the first {len(head)} frame(s)")
     box = crop_box(found.landmarks)
-    crops = [crop_face(f, box, size) for f in head]
-    crops.extend(crop_face(f, box, size) for f in frames)
+    crops = [(crop_face(f, box, size), np.zeros(2)) for f in head]
+    if every is None:
+        crops.extend((crop_face(f, box, size), np.zeros(2)) for f in frames)
+    else:
+        crops.extend(_tracked_crops(frames, found.landmarks, box, size, every))
     landmarks = (found.landmarks - box[:2]) * size / box[2]
-    return np.stack(crops), landmarks, found.step
+    return np.stack([c for c, _ in crops]), landmarks, found.step, np.array([d for _, d in crops])
+
+
+def _tracked_crops(
+    frames: Iterator[np.ndarray], first: np.ndarray, box: tuple[int, int, int], size: int, every: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(crop, shift) of ``box`` moved with the face: its landmarks ``first`` (on the frame
+    before ``frames``) are followed every ``every`` frames and on the last one; the box's
+    shift is linear in between."""
+    anchor = first[ANCHOR].mean(0)
+    points, shift = first, np.zeros(2)
+    pending: list[np.ndarray] = []
+    for frame in itertools.chain(frames, [None]):
+        if frame is not None:  # grey: a crop and the landmarks need no more
+            pending.append(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame)
+        if not pending or (frame is not None and len(pending) < every):
+            continue
+        points = follow_face(pending[-1], points)
+        target = points[ANCHOR].mean(0) - anchor
+        yield from _shifted_crops(pending, box, shift, target, size)
+        pending, shift = [], target
+
+
+def _shifted_crops(
+    frames: Sequence[np.ndarray], box: tuple[int, int, int], start: np.ndarray, end: np.ndarray, size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(crop, shift) of ``box`` shifted from ``start`` (before the first frame) to ``end``
+    (at the last)."""
+    x0, y0, side = box
+    for i, frame in enumerate(frames, 1):
+        shift = start + (end - start) * i / len(frames)
+        yield crop_face(frame, (x0 + shift[0], y0 + shift[1], side), size), shift
 
 
 def spot(
@@ -144,8 +191,9 @@ def spot(
     fps = fps or container_fps
     if not fps or fps <= 0:
         raise DatasetError(f"{path}: frame rate unknown; give it with --fps")
-    crops, landmarks, step = _crops(
-        frames, cfg.face_px, pre.face_search_frames, list(pre.face_cascade), str(path)
+    every = max(1, round(cfg.track_seconds * fps)) if cfg.track_seconds else None
+    crops, landmarks, step, face_shift = _crops(
+        frames, cfg.face_px, pre.face_search_frames, list(pre.face_cascade), str(path), every
     )
     numbers = numbers or list(range(len(crops)))
     clock["read"] = time.perf_counter() - start
@@ -166,4 +214,4 @@ def spot(
         intervals.append(Interval(numbers[onset], numbers[apex], numbers[offset], float(z[peak])))
     clock["intervals"] = time.perf_counter() - start
     log.debug("%s: %d frames at %g fps, %s", path, len(crops), fps, clock)
-    return SpotResult(intervals, float(fps), len(crops), step, z, stride, clock)
+    return SpotResult(intervals, float(fps), len(crops), step, z, stride, clock, face_shift)

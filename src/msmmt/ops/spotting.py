@@ -64,8 +64,24 @@ def crop_box(landmarks: np.ndarray, scale: float = 1.2) -> tuple[int, int, int]:
     return int(x0), int(y0), side
 
 
-def crop_face(frame: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
-    """Grey (size, size) uint8 crop of ``box`` from an RGB or grey frame (edges replicated)."""
+def crop_face(frame: np.ndarray, box: tuple[float, float, int], size: int) -> np.ndarray:
+    """Grey (size, size) uint8 crop of ``box`` from an RGB or grey frame (edges replicated).
+
+    A box at a fractional position is cropped at the nearest whole pixel and the crop
+    shifted by the rest (bilinear), so a box that moves smoothly gives crops that do too.
+    """
+    x, y, side = box
+    x0, y0 = int(round(x)), int(round(y))
+    crop = _crop_whole(frame, (x0, y0, side), size)
+    if x == x0 and y == y0:
+        return crop
+    scale = size / side
+    shift = np.float32([[1, 0, (x0 - x) * scale], [0, 1, (y0 - y) * scale]])
+    return cv2.warpAffine(crop, shift, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _crop_whole(frame: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
+    """:func:`crop_face` of a box at whole pixels."""
     x0, y0, side = box
     grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
     h, w = grey.shape

@@ -68,6 +68,10 @@ class _Outcome:
     motion: Path | None = None
     stage: str = ""
     error: str = ""
+    apex: int | None = None
+    """The apex frame number the images were made with."""
+    apex_source: str = ""
+    """How that apex was obtained (:data:`msmmt.data.readers.precomputed.APEX_SOURCES`)."""
 
 
 def sample_range(sample: Sample) -> tuple[KeyFrames, tuple[int, int, int, int]]:
@@ -102,8 +106,9 @@ def _process_sample(
         folder = cache.clip_folder(cache_dir, sample.dataset, sample.subject, sample.clip)
         entries = cache.clip_entries(folder, cfg, onset, apex, offset, end, inputs)
         missing = [name for name in IMAGES if not entries.image(name).is_file()]
+        source = "motion" if sample.apex_estimated else sample.extra.get("apex_source", "annotated")
         if not missing and not sample.apex_estimated:
-            return _Outcome("skipped", entries.texture, entries.motion)
+            return _Outcome("skipped", entries.texture, entries.motion, apex=apex, apex_source=source)
         if not compute:
             return None
         faces = cache.load_faces(entries.faces)
@@ -116,17 +121,20 @@ def _process_sample(
         if sample.apex_estimated:
             with clock("estimate"):
                 marks, _ = estimate_apex(faces, marks)
+            log.info(
+                "%s: apex not annotated; frame %d estimated from the facial motion (in place of "
+                "the middle frame %d)", sample.key, sample.frame_numbers[marks.apex], apex
+            )
             apex = sample.frame_numbers[marks.apex]
-            log.info("%s: no apex annotated; frame %d estimated from facial motion", sample.key, apex)
             entries = cache.clip_entries(folder, cfg, onset, apex, offset, end, inputs)
             missing = [name for name in IMAGES if not entries.image(name).is_file()]
             if not missing:
-                return _Outcome("skipped", entries.texture, entries.motion)
+                return _Outcome("skipped", entries.texture, entries.motion, apex=apex, apex_source=source)
         images = modality_images(faces.frames, marks.relative(), cfg, missing, clock)
         with clock("write"):
             for name, image in images.items():
                 cache.write_image(entries.image(name), image)
-        return _Outcome("done", entries.texture, entries.motion)
+        return _Outcome("done", entries.texture, entries.motion, apex=apex, apex_source=source)
     except Exception as err:  # one bad clip must not stop the run
         log.debug("%s failed in stage %s", sample.key, clock.current, exc_info=True)
         return _Outcome("failed", stage=clock.current, error=f"{type(err).__name__}: {err}")
@@ -201,6 +209,18 @@ def _write_failures(path: Path, rows: list[tuple[str, ...]]) -> None:
         writer.writerows(rows)
 
 
+def _made(sample: Sample, outcome: _Outcome) -> Sample:
+    """``sample`` with its images and the apex they were made with (and its source)."""
+    return replace(
+        sample,
+        texture_image=outcome.texture,
+        motion_image=outcome.motion,
+        apex=outcome.apex,
+        apex_estimated=outcome.apex_source != "annotated",
+        extra={**sample.extra, "apex_source": outcome.apex_source},
+    )
+
+
 def preprocess_dataset(
     samples: Sequence[Sample],
     cfg: PreprocessConfig,
@@ -215,7 +235,9 @@ def preprocess_dataset(
     Clips already in the cache (for these settings and input files) are skipped; a clip
     that fails is recorded in ``failures.csv`` (dataset, subject, clip, stage, error)
     and the run goes on; so are the ``rejected`` rows of the reader (stage ``read``).
-    ``manifest.csv`` lists every clip whose images exist, in sample order, and
+    ``manifest.csv`` lists every clip whose images exist, in sample order, with the apex
+    its images were made with and how it was obtained (``apex``, ``apex_source``:
+    annotated, or estimated from the facial motion for a clip without one), and
     ``manifest.json`` the settings that made it. ``workers > 1`` runs clips in that
     many processes (dlib's models are loaded once per process). ``map_clips(work,
     samples)``, when given, runs the clips to compute instead (e.g.
@@ -242,11 +264,7 @@ def preprocess_dataset(
     counts = {
         s: sum(o.status == s for o in outcomes.values()) for s in ("done", "skipped", "failed")
     }
-    ok = [
-        replace(samples[i], texture_image=o.texture, motion_image=o.motion)
-        for i, o in sorted(outcomes.items())
-        if o.status != "failed"
-    ]
+    ok = [_made(samples[i], o) for i, o in sorted(outcomes.items()) if o.status != "failed"]
     failures = [(r.dataset, r.subject, r.clip, "read", r.error) for r in rejected] + [
         (samples[i].dataset, samples[i].subject, samples[i].clip, o.stage, o.error)
         for i, o in sorted(outcomes.items())

@@ -64,8 +64,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
-"""Bumped when a stage's algorithm or the key changes, so that old entries are not reused."""
+CACHE_VERSION = 3
+"""Bumped when a stage's algorithm or the key changes, so that old entries are not reused
+(3: the landmarks are refitted in a canonical crop and tilted faces levelled by an angle search)."""
 
 METADATA_NAME = "manifest.json"
 

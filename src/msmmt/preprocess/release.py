@@ -60,7 +60,12 @@ def export_release(
     """Preprocess ``samples`` (labels: composite classes) into ``cache_dir`` and write the
     release form to ``out_dir``; a clip that fails preprocessing is a DatasetError."""
     # the release's apex is the annotated one, or the middle frame (SMIC), as in MEGC2019
-    samples = [dataclasses.replace(s, apex_estimated=False) for s in samples]
+    samples = [
+        dataclasses.replace(s, apex_estimated=False, extra={**s.extra, "apex_source": "middle"})
+        if s.apex_estimated
+        else s
+        for s in samples
+    ]
     summary = preprocess_dataset(samples, cfg, cache_dir, workers, progress)
     if summary.failed:
         raise DatasetError(f"{summary.failed} clips failed preprocessing; see {summary.failures}")

@@ -2,9 +2,10 @@
 
 Both sheets carry Subject, Filename, Onset / Apex / Offset frame, Action Units and
 Estimated Emotion; the frames of row (subject, clip) live in
-``ROOT/<subject folder>/<clip>/``. A missing apex ("/", blank, -1) is estimated as
-the middle of onset..offset (missing onset/offset as the first/last frame); every
-estimate is logged as a warning naming the clip and row, and recorded in
+``ROOT/<subject folder>/<clip>/``. A missing apex ("/", blank, -1) is provisionally
+the middle of onset..offset (``apex_estimated``; preprocessing and the predictor replace
+it by the peak of the facial motion), a missing onset/offset the first/last frame; every
+such gap is logged as a warning naming the clip and row, and recorded in
 ``Sample.extra["assumed"]``.
 """
 
@@ -129,7 +130,7 @@ def _row_sample(
     extra = {"action_units": row.text("aus"), "row": row.where}
     if assumed:
         extra["assumed"] = "; ".join(assumed)
-        log.warning("%s: %s: annotation incomplete, assumed %s", dataset, where, extra["assumed"])
+        log.warning("%s: %s: annotation incomplete: %s", dataset, where, extra["assumed"])
     return Sample(
         dataset=dataset,
         subject=f"{dataset}/{folder_name}",

@@ -7,8 +7,9 @@ Emotion. ``ROOT`` may also be a folder holding the subject folders up to two
 levels down (e.g. ``CASME2`` holding ``CASME2_RAW_selected``). The sheet, unless
 given, is looked for beside the subject folders, in their parent, in ``ROOT`` and ``ROOT``'s
 parent. Subject ids are ``casme2/sub01``; labels are the sheet's emotions in lower
-case. Clips without an apex get the middle of onset..offset (``apex_estimated``,
-logged as a warning). Reference: Yan et al., "CASME II: An improved spontaneous
+case. Clips without an apex get the middle of onset..offset provisionally
+(``apex_estimated``, logged as a warning); preprocessing replaces it by the peak of the
+facial motion. Reference: Yan et al., "CASME II: An improved spontaneous
 micro-expression database and the baseline evaluation", PLoS ONE 9(1), 2014.
 """
 

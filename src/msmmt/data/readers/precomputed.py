@@ -1,7 +1,10 @@
 """Precomputed modality images listed in a manifest CSV (the preprocessing cache's output).
 
 Columns: ``dataset,subject,clip,label,texture_image,motion_image`` (the names of the
-:class:`~msmmt.core.records.Sample` fields they fill). Manifests written before the
+:class:`~msmmt.core.records.Sample` fields they fill) and, optional (manifests written
+before they existed lack them), ``apex,apex_source``: the apex frame the images were
+made with and how it was obtained, one of :data:`APEX_SOURCES` (kept in
+``Sample.extra["apex_source"]``). Manifests written before the
 columns were renamed, with ``sample`` and ``flow_image`` instead, are still read.
 Image paths are relative to the CSV's folder or absolute. ``texture_image`` is the
 texture input (dynamic image, or an apex crop standing in for it), ``motion_image`` the
@@ -23,10 +26,16 @@ from msmmt.core.records import DatasetError, RowProblem, Sample, SheetRowsError
 from msmmt.data.readers._frames import existing
 from msmmt.data.readers._sheet import Row, read_table
 
-__all__ = ["MANIFEST_COLUMNS", "MANIFEST_NAME", "read_precomputed", "write_manifest"]
+__all__ = ["APEX_SOURCES", "MANIFEST_COLUMNS", "MANIFEST_NAME", "read_precomputed", "write_manifest"]
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("dataset", "subject", "clip", "label", "texture_image", "motion_image")
+APEX_COLUMNS = ("apex", "apex_source")
+"""Optional columns: the apex frame number the images were made with, and its source."""
+APEX_SOURCES = ("annotated", "motion", "middle")
+"""How a clip's apex was obtained: annotated; estimated from the facial motion (the peak,
+:func:`msmmt.preprocess.clip.estimate_apex`) where the annotation has none; the middle
+frame of onset..offset where the annotation has none and it was not estimated."""
 _LEGACY_NAMES = {"clip": "sample", "motion_image": "flow_image"}
 """Earlier names of renamed columns."""
 
@@ -58,7 +67,7 @@ def read_precomputed(root: str | Path) -> list[Sample]:
     problems: list[RowProblem] = []
     seen: dict[tuple[str, str], int] = {}
     names = _column_names(path)
-    for row in read_table(path, names):
+    for row in read_table(path, names, {c: c for c in APEX_COLUMNS}):
         try:
             samples.append(_row_sample(row, folder, seen, names))
         except DatasetError as err:
@@ -96,15 +105,28 @@ def _row_sample(
         if not image.is_file():
             raise DatasetError(f"{row.where}: {names[column]} {image} does not exist")
         images[column] = image
+    source = row.text("apex_source")
+    if source and source not in APEX_SOURCES:
+        raise DatasetError(f"{row.where}: apex_source {source!r} is not one of {', '.join(APEX_SOURCES)}")
     return Sample(
         dataset=dataset,
         subject=subject,
         clip=values["clip"],
         label=label,
+        apex=row.frame("apex", "apex"),
+        apex_estimated=source in ("motion", "middle"),
         texture_image=images["texture_image"],
         motion_image=images["motion_image"],
-        extra={"row": row.where},
+        extra={"row": row.where} | ({"apex_source": source} if source else {}),
     )
+
+
+def _apex_cells(sample: Sample) -> tuple[object, str]:
+    """The ``apex`` and ``apex_source`` cells of ``sample`` ('' where unknown)."""
+    if sample.apex is None:
+        return "", ""
+    fallback = "middle" if sample.apex_estimated else "annotated"
+    return sample.apex, sample.extra.get("apex_source") or fallback
 
 
 def _relative(image: Path, folder: Path) -> str:
@@ -133,10 +155,11 @@ def write_manifest(samples: Iterable[Sample], path: str | Path) -> Path:
                 s.label,
                 _relative(Path(s.texture_image), folder),
                 _relative(Path(s.motion_image), folder),
+                *_apex_cells(s),
             )
         )
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerow(MANIFEST_COLUMNS + APEX_COLUMNS)
         writer.writerows(rows)
     return path

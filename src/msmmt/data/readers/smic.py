@@ -4,8 +4,9 @@ Layout: ``ROOT/HS/sN/micro/{positive,negative,surprise}/<clip>/image*.bmp``; ``R
 may also be the ``HS`` folder itself, or hold a folder named ``HS`` up to two levels
 down (e.g. ``SMIC/SMIC_all_raw/HS`` beside ``VIS`` and ``NIR``, which are ignored). There is
 no annotation sheet: labels come from the folder names, onset and offset are the
-first and last frames and the apex is the middle one (``apex_estimated=True``,
-recorded in ``extra["assumed"]``; expected, so not logged). Subject ids are
+first and last frames and the apex, provisionally, the middle one (``apex_estimated=True``,
+recorded in ``extra["assumed"]``; expected, so not logged); preprocessing replaces it by
+the peak of the facial motion. Subject ids are
 ``smic/s1``. Reference: Li et al., "A spontaneous micro-expression database:
 inducement, collection and baseline", IEEE FG 2013.
 """
