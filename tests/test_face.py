@@ -104,14 +104,6 @@ def test_align_off_only_resizes():
 
 # --- the detection cascade -------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def astronaut_face():
-    """The astronaut cropped around her face (faster detection), with her 68 landmarks."""
-    image = data.astronaut()[0:320, 60:380].copy()
-    landmarks = detect_landmarks(image)
-    assert landmarks is not None
-    return image, landmarks
-
 
 def _eye_error(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.abs(found[[39, 42]] - truth[[39, 42]]).max())

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from skimage import data
 
 from msmmt.data.face_variants import dark
 from msmmt.ops.landmark_refine import canonical_similarity, refine_landmarks
-from msmmt.ops.landmarks import detect_landmarks, fit_landmarks, to_uint8_gray
-
-
-@pytest.fixture(scope="module")
-def astronaut_face():
-    image = data.astronaut()[0:320, 60:380].copy()
-    landmarks = detect_landmarks(image)
-    assert landmarks is not None
-    return image, landmarks
+from msmmt.ops.landmarks import fit_landmarks, to_uint8_gray
 
 
 def _eyes(points: np.ndarray) -> np.ndarray:
