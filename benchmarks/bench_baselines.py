@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
 
-from msmmt.cli.app import set_threads  # noqa: E402
 from msmmt.config import load_config  # noqa: E402
+from msmmt.core.threads import limit_threads  # noqa: E402
 from msmmt.data.readers import read_dataset, read_for_training  # noqa: E402
 from msmmt.data.synthetic import generate  # noqa: E402
 from msmmt.evaluation.comparison import compare_runs  # noqa: E402
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--n-boot", type=int, default=2000)
     args = parser.parse_args()
-    set_threads(args.threads)
+    limit_threads(args.threads)
     cache = args.data or synthetic_cache(args.runs / "synthetic", args.subjects, args.clips, args.seed)
     runs = [run_kind(kind, args, cache) for kind in args.kinds]
     # the SVM last, so that each pair reads (run, svm): UF1_run - UF1_svm

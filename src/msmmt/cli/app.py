@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from msmmt.config import Config, ConfigError, load_config
+from msmmt.core.threads import limit_threads
 
 app = typer.Typer(
     name="msmmt",
@@ -130,18 +131,9 @@ def main(
     STATE.verbosity = -1 if quiet else verbose
     STATE.threads = threads
     if threads is not None:
-        set_threads(threads)
+        limit_threads(threads)
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
-def set_threads(n: int) -> None:
-    """Limit PyTorch's and OpenCV's CPU threads in this process to ``n``."""
-    import cv2
-    import torch
-
-    torch.set_num_threads(n)
-    cv2.setNumThreads(n)
 
 
 def load_or_fail(config: str | Path | None = None) -> Config:

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir, set_threads
+from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+from msmmt.core.threads import limit_threads
 
 DEMO_THREADS = 1
 """CPU threads of the demo unless --threads says otherwise: PyTorch's sums depend on the
@@ -44,7 +45,7 @@ def demo(
 
     cfg = load_or_fail(STATE.config or "demo")
     if STATE.threads is None:
-        set_threads(DEMO_THREADS)
+        limit_threads(DEMO_THREADS)
     root = output_dir(out, "runs/demo")
     start = time.perf_counter()
     progress = STATE.verbosity >= 0

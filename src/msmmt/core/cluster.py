@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from msmmt.config import ConfigError
+from msmmt.core.threads import limit_threads
 
 __all__ = [
     "Attempt",
@@ -123,17 +123,6 @@ def cluster_gpus() -> float:
     return float(_import_ray().cluster_resources().get("GPU", 0.0))
 
 
-def _set_threads(threads: int) -> None:
-    """OpenCV and PyTorch on ``threads`` threads (torch through OMP_NUM_THREADS if it is
-    not imported yet: importing it here would cost seconds in every fresh worker)."""
-    import cv2
-
-    cv2.setNumThreads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-
-
 def local_map(
     fn: Callable[[Any], Any],
     items: Mapping[str, Any],
@@ -162,7 +151,7 @@ def _run_task(fn, item, key: str, number: int, threads: int, tracker) -> tuple[A
     """The body of every Ray task: say where it runs, then ``fn(item)`` on ``threads``."""
     node = f"{socket.gethostname()}:{os.getpid()}"
     tracker.started.remote(key, node, number)
-    _set_threads(threads)
+    limit_threads(threads)
     start = time.perf_counter()
     return fn(item), node, time.perf_counter() - start
 
