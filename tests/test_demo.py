@@ -36,6 +36,18 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert other.exit_code == 2
     assert "use another --out" in other.output
 
+    # a cache rebuilt by another msmmt version (other image bytes): the stale run is kept
+    # aside and the demo runs afresh instead of refusing
+    image = pd.read_csv(tmp_path / "cache" / "manifest.csv")["motion_image"][0]
+    path = tmp_path / "cache" / image if not image.startswith("/") else image
+    with open(path, "ab") as fh:
+        fh.write(b"\0")
+    upgraded = runner.invoke(app, [*args, "--workers", "1"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "moved to" in upgraded.output
+    assert sorted((tmp_path / "run.outdated-1" / "folds").glob("*/done.json"))
+    assert len(sorted((tmp_path / "run" / "folds").glob("*/done.json"))) == 2
+
 
 
 @pytest.mark.slow

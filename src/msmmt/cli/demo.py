@@ -33,14 +33,15 @@ def demo(
 
     Writes OUT/data (CASME II-layout clips), OUT/cache (dynamic and flow/strain
     images), OUT/run (per-fold predictions, report.md, figures). Rerunning resumes:
-    finished clips and folds are not redone. Runs on one CPU thread unless the global
+    finished clips and folds are not redone; a run made from earlier images of the clips
+    (another msmmt version) is moved to OUT/run.outdated-N and made afresh. Runs on one CPU thread unless the global
     --threads is given, so that its scores do not depend on the machine's core count.
     """
     from msmmt.cli.scores import write_and_print_report
     from msmmt.data.readers import read_dataset, read_for_training
     from msmmt.data.synthetic import generate
     from msmmt.evaluation.fit_predict import fit_predict_for
-    from msmmt.evaluation.runner import RunDirMismatchError, run_folds
+    from msmmt.evaluation.runner import InputsChangedError, RunDirMismatchError, run_folds
     from msmmt.preprocess.batch import preprocess_dataset
 
     cfg = load_or_fail(STATE.config or "demo")
@@ -75,15 +76,31 @@ def demo(
         )
 
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
+    samples = read_for_training("precomputed", cache_dir, cfg.data)
     try:
-        samples = read_for_training("precomputed", cache_dir, cfg.data)
-        run_folds(cfg, samples, run_dir, fit_predict_for(cfg), progress=progress)
+        try:
+            run_folds(cfg, samples, run_dir, fit_predict_for(cfg), progress=progress)
+        except InputsChangedError:
+            # The demo's own clips were reprocessed (another msmmt version, a rebuilt cache):
+            # its earlier run is out of date. Keep it aside and start afresh.
+            aside = _set_aside(run_dir)
+            typer.echo(f"      {run_dir} was made from earlier images of these clips: moved to {aside}")
+            run_folds(cfg, samples, run_dir, fit_predict_for(cfg), progress=progress)
     except RunDirMismatchError as err:
         raise fail(f"{err}\n(another config than the finished run's: use another --out)") from None
 
     typer.echo("[4/4] report")
     report = write_and_print_report(run_dir)
     typer.echo(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
+
+
+def _set_aside(run_dir: Path) -> Path:
+    """Rename ``run_dir`` to the first free ``run_dir.outdated-N``; return the new path."""
+    n = 1
+    while (aside := run_dir.with_name(f"{run_dir.name}.outdated-{n}")).exists():
+        n += 1
+    run_dir.rename(aside)
+    return aside
 
 
 def _existing_set(data_dir: Path) -> dict | None:

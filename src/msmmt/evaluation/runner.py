@@ -61,6 +61,7 @@ __all__ = [
     "FoldOutput",
     "FoldsFailedError",
     "FoldRunSummary",
+    "InputsChangedError",
     "RunDirMismatchError",
     "build_folds",
     "fold_status",
@@ -115,6 +116,11 @@ class FoldsFailedError(RuntimeError):
 
 class RunDirMismatchError(RuntimeError):
     """The run directory holds a run with another config, sample list or fold plan."""
+
+
+class InputsChangedError(RunDirMismatchError):
+    """The run directory holds a run made from other bytes of the same samples' images
+    (e.g. the cache was rebuilt by another msmmt version)."""
 
 
 @dataclass
@@ -219,7 +225,7 @@ def _check_inputs(samples: Sequence[Sample], out: Path) -> None:
     was = dict(pd.read_csv(path, dtype=str).itertuples(index=False, name=None))
     changed = [k for k, d in now.itertuples(index=False, name=None) if was.get(k) != d]
     if changed:
-        raise RunDirMismatchError(
+        raise InputsChangedError(
             f"{out}: refusing to resume a run made from other input data: the images of "
             f"{len(changed)} sample(s) differ (e.g. {', '.join(changed[:3])}). "
             "Use a new --out directory."
