@@ -62,7 +62,8 @@ def row(
 ) -> dict[str, object]:
     r = runs[(runs.run == run.name) & (runs.part == "all")].iloc[0]
     diff, diff_ci, p_better = _pair(pairs, run.name, ref)
-    seconds = pd.read_csv(run / "status.csv")["seconds"].mean()
+    status = pd.concat(pd.read_csv(f) for f in sorted(run.glob("status*.csv")))  # shards too
+    seconds = status.loc[status.state == "done", "seconds"].mean()
     return {
         "name": run.name,
         "overrides": overrides,
