@@ -200,7 +200,9 @@ def test_train_and_predict_validates_on_other_training_subjects(tmp_path, monkey
 
     def fit(cfg, train, val=None, out_dir=None, progress=True, on_epoch=None):
         seen["train"], seen["val"] = list(train), val
-        return types.SimpleNamespace(model="m", history=[{"epoch": 1, "train_loss": 0.5}], best_epoch=1)
+        return types.SimpleNamespace(
+            model="m", history=[{"epoch": 1, "train_loss": 0.5}], best_epoch=1, info={}
+        )
 
     def predict_proba(model, samples, cfg):
         return np.full((len(samples), 3), 1 / 3)

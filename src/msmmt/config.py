@@ -183,6 +183,14 @@ class ModelConfig(_Section):
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     proj_dim: int = Field(128, ge=1)
     num_classes: int = Field(3, ge=2)
+    pixel_blend: float = Field(0.0, ge=0.0, lt=1.0)
+    """Weight w of the pixel head in the class probabilities,
+    ``p = (1 - w) softmax(vit) + w softmax(pixel)`` (docs/METHOD.md, "Pixel head"): a
+    logistic regression on the motion image's pixels (the ``logreg`` baseline's estimator,
+    with ``baseline.C`` / ``class_weight`` / ``max_iter``) fitted on the training clips after
+    the ViT. 0 (default): no pixel head; needs the motion modality."""
+    pixel_size: int = Field(28, ge=4)
+    """Side S the motion image is average-pooled to for the pixel head (3 S^2 features)."""
 
     @field_validator("patch_weighting", mode="before")
     @classmethod
@@ -200,6 +208,8 @@ class ModelConfig(_Section):
             raise ValueError("scales must not repeat")
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ValueError("modalities must be a non-empty list without repeats")
+        if self.pixel_blend > 0 and "motion" not in self.modalities:
+            raise ValueError("pixel_blend > 0 needs the motion modality (the pixel head reads it)")
         if self.stem == "conv" and self.pretrained is not None:
             raise ValueError("stem: conv has no pretrained weights; set pretrained: null")
         if self.stem == "conv" and self.patch_size is not None:

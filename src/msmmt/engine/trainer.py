@@ -7,7 +7,10 @@ objective") with AdamW, an optional linear warm-up and cosine decay (per step;
 validation set (other *training* subjects, chosen by the caller; never the test subject)
 it stops early on the validation UF1 and restores the weights of the best epoch
 (:class:`~msmmt.engine.early_stopping.EarlyStopping`). :func:`predict_proba` gives class
-probabilities in eval mode, without augmentation.
+probabilities in eval mode, without augmentation. With ``model.pixel_blend`` the pixel head
+is fitted on the training clips once the ViT is trained (:mod:`msmmt.engine.pixel_head`), and
+probabilities are the blend :meth:`~msmmt.model.msmmt.MSMMTOutput.probabilities`;
+:func:`predict_parts` gives the ViT's and the head's apart.
 
 The pieces: :func:`train_one_epoch` (one pass of optimiser steps), :func:`evaluate`
 (probabilities and loss in eval mode), :class:`~msmmt.engine.history.HistoryWriter`
@@ -41,6 +44,7 @@ from msmmt.engine.early_stopping import EarlyStopping
 from msmmt.engine.history import HistoryWriter
 from msmmt.engine.metrics import scores
 from msmmt.engine.optim import build_optimizer, build_scheduler
+from msmmt.engine.pixel_head import fit_pixel_head
 from msmmt.engine.runtime import Precision, deterministic, seed_everything, select_device
 from msmmt.model import build_model
 from msmmt.model.losses import msmmt_loss
@@ -50,6 +54,7 @@ __all__ = [
     "class_weights",
     "evaluate",
     "fit",
+    "predict_parts",
     "predict_proba",
     "train_one_epoch",
     "train_sampler",
@@ -69,6 +74,8 @@ class FitResult:
     (val_* only with a validation set)."""
     best_epoch: int = 0
     """1-based epoch whose weights the model holds (the last one without validation)."""
+    info: dict[str, float] = field(default_factory=dict)
+    """Other facts of the fit (``pixel_train_acc``: the pixel head's training accuracy)."""
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -175,20 +182,25 @@ def _mixed_loss(loss_fn: LossFn, output, labels, perm, lam: float):
     return lam * loss + (1 - lam) * loss_b, {k: lam * parts[k] + (1 - lam) * parts_b[k] for k in parts}
 
 
+def _eval_outputs(model: nn.Module, loader: DataLoader, precision: Precision):
+    """``(output, labels)`` per batch of ``loader``, in eval mode, outputs in float32."""
+    device = next(model.parameters()).device
+    model.eval()
+    for texture, motion, labels in loader:
+        with torch.no_grad(), precision.autocast():
+            output = model(texture.to(device), motion.to(device))
+        yield _float_output(output), labels
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader: DataLoader, precision: Precision, loss_fn: LossFn | None = None
 ) -> tuple[np.ndarray, float]:
     """Class probabilities (N, C) in eval mode and, with ``loss_fn``, the mean loss (else NaN)."""
     device = next(model.parameters()).device
-    model.eval()
     probs, total, n = [], 0.0, 0
-    for texture, motion, labels in loader:
-        texture, motion = texture.to(device), motion.to(device)
-        with precision.autocast():
-            output = model(texture, motion)
-        output = _float_output(output)
-        probs.append(torch.softmax(output.logits, dim=1).double().cpu())
+    for output, labels in _eval_outputs(model, loader, precision):
+        probs.append(output.probabilities().double().cpu())
         if loss_fn is not None:
             loss, _ = loss_fn(output, labels.to(device))
             total += float(loss) * len(labels)
@@ -299,7 +311,8 @@ def fit(
         bar.close()
         best = stopper.restore(tested) if stopper is not None else None
         tested.eval()
-    return FitResult(model=tested, history=history.rows, best_epoch=best or len(history.rows))
+        info = fit_pixel_head(tested, train, cfg) if cfg.model.pixel_blend > 0 else {}
+    return FitResult(tested, history.rows, best or len(history.rows), info)
 
 
 def predict_proba(
@@ -314,3 +327,20 @@ def predict_proba(
     loader = _loader(dataset, batch_size or max(cfg.train.batch_size, 32), cfg)
     proba, _ = evaluate(model, loader, Precision.for_device(device, cfg.train.amp))
     return proba
+
+
+def predict_parts(
+    model: nn.Module, samples: Sequence[Sample], cfg: Config
+) -> dict[str, np.ndarray]:
+    """The ViT's and the pixel head's probabilities apart, ``{"vit": (N, C), "pixel": (N, C)}``;
+    ``{}`` for a model without a fitted pixel head (its probabilities are the ViT's)."""
+    head = getattr(model, "pixel_head", None)
+    if not samples or head is None or not head.is_fitted:
+        return {}
+    device = next(model.parameters()).device
+    loader = _loader(ModalityDataset(samples, None, cfg.model.img_size), 64, cfg)
+    parts: dict[str, list[torch.Tensor]] = {"vit": [], "pixel": []}
+    for output, _ in _eval_outputs(model, loader, Precision.for_device(device, cfg.train.amp)):
+        for name, chunks in parts.items():
+            chunks.append(output.probabilities(name).double().cpu())
+    return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}

@@ -25,7 +25,7 @@ import pandas as pd
 
 from msmmt.core.io import atomic_write_text
 from msmmt.engine.metrics import scores
-from msmmt.evaluation.results import RunResults, load_run
+from msmmt.evaluation.results import RunResults, load_run, select_component
 from msmmt.evaluation.runner import CONFIG_FILE, PLAN_FILE, SAMPLES_FILE
 from msmmt.evaluation.uncertainty import (
     N_BOOT,
@@ -64,10 +64,13 @@ class RunGroup:
     name: str
     path: Path
     seeds: list[RunResults]
+    component: str | None = None
+    """``vit`` / ``pixel``: one part of a blended model's predictions (``RUN:vit``)."""
 
     @property
     def model(self) -> str:
-        return self.seeds[0].config.baseline.describe()
+        model = self.seeds[0].config.baseline.describe()
+        return model if self.component is None else f"{model} ({self.component} part)"
 
 
 def seed_dirs(path: str | Path) -> list[Path]:
@@ -88,8 +91,15 @@ def _same_files(a: Path, b: Path) -> str | None:
 
 
 def load_group(path: str | Path, name: str | None = None) -> RunGroup:
-    """A run directory, or a folder of ``seed-<n>`` run directories; every fold finished."""
-    path = Path(path)
+    """A run directory, or a folder of ``seed-<n>`` run directories; every fold finished.
+
+    ``RUN:vit`` / ``RUN:pixel`` (a path that does not exist, ending in ``:<part>``) is
+    one component of a blended model's run (:func:`msmmt.evaluation.results.select_component`).
+    """
+    path, component = Path(path), None
+    if not path.exists() and ":" in path.name:
+        stem, component = path.name.rsplit(":", 1)
+        path = path.with_name(stem)
     dirs = [path] if (path / CONFIG_FILE).is_file() else seed_dirs(path)
     if not dirs:
         raise ComparisonError(f"{path}: not a run directory (no {CONFIG_FILE}) nor a folder "
@@ -105,8 +115,8 @@ def load_group(path: str | Path, name: str | None = None) -> RunGroup:
         if differs:
             raise ComparisonError(f"{d}: its {differs} differs from {dirs[0]}'s; the seeds of a "
                                   "run must share the samples and folds")
-        seeds.append(results)
-    return RunGroup(name or path.name, path, seeds)
+        seeds.append(results if component is None else select_component(results, component))
+    return RunGroup(name or path.name, path, seeds, component)
 
 
 def _check_comparable(groups: Sequence[RunGroup]) -> None:

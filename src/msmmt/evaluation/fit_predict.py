@@ -17,7 +17,7 @@ import numpy as np
 from msmmt.config import Config
 from msmmt.core.records import Sample
 from msmmt.engine.baselines import fit_baseline
-from msmmt.engine.trainer import fit, predict_proba
+from msmmt.engine.trainer import fit, predict_parts, predict_proba
 from msmmt.evaluation.protocols import Fold, check_no_leak, validation_split
 from msmmt.evaluation.runner import FitPredict, FoldOutput
 
@@ -40,7 +40,9 @@ def train_and_predict(
     (``cfg.eval.val_fraction`` of them, drawn with ``cfg.seed``) is held out and the
     trainer stops / picks its epoch on it; the test subject is never looked at. Without
     it the model trains ``cfg.train.epochs`` epochs and the last epoch is used.
-    ``on_epoch`` receives each epoch's history row as soon as it is done.
+    ``on_epoch`` receives each epoch's history row as soon as it is done. With a pixel
+    head (``cfg.model.pixel_blend``) the ViT's and the head's probabilities are returned
+    apart too (``FoldOutput.parts``).
     """
     val: list[Sample] | None = None
     info: dict[str, Any] = {}
@@ -56,8 +58,10 @@ def train_and_predict(
         info["val_subjects"] = sorted({s.subject for s in val})
     result = fit(cfg, train, val=val, out_dir=None, progress=False, on_epoch=on_epoch)
     info["best_epoch"] = result.best_epoch
+    info |= result.info
     probabilities = predict_proba(result.model, test, cfg)
-    return FoldOutput(np.asarray(probabilities), list(result.history), info)
+    parts = predict_parts(result.model, test, cfg)
+    return FoldOutput(np.asarray(probabilities), list(result.history), info, parts)
 
 
 def baseline_fit_predict(

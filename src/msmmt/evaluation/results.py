@@ -9,7 +9,7 @@ here too, for comparison, never mixed with ours.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ __all__ = [
     "metrics_table",
     "paper_figure",
     "pooled_confusion",
+    "select_component",
     "subject_accuracy",
     "training_curves",
 ]
@@ -128,6 +129,25 @@ def load_run(run_dir: str | Path) -> RunResults:
     hists = [h for h in hists if len(h)]
     history = pd.concat(hists, ignore_index=True) if hists else pd.DataFrame()
     return RunResults(run, cfg, classes, status, predictions, history, errors)
+
+
+def select_component(results: RunResults, component: str) -> RunResults:
+    """The run as if its model were one component of its blend: the ``<component>_p_<class>``
+    columns a pixel-blended MSMMT writes (``vit``, ``pixel``) become the probabilities and
+    the prediction is their argmax. Raises DatasetError when the run has no such columns."""
+    p = results.predictions
+    columns = [f"{component}_p_{c}" for c in results.classes]
+    missing = [c for c in columns if c not in p.columns]
+    if missing:
+        raise DatasetError(
+            f"{results.run_dir}: no {component!r} component in its predictions (missing "
+            f"{missing[0]}); only runs of a blended model (model.pixel_blend) have parts"
+        )
+    out = p.copy()
+    for c, col in zip(results.classes, columns, strict=True):
+        out[f"p_{c}"] = p[col]
+    out["predicted"] = [results.classes[i] for i in p[columns].to_numpy().argmax(axis=1)]
+    return replace(results, predictions=out)
 
 
 CI_COLUMNS = [f"{m}_{end}" for m in METRICS for end in ("lo", "hi")]

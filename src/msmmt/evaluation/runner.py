@@ -97,6 +97,9 @@ class FoldOutput:
     """One dict per training epoch (epoch, train_loss, val_loss, ...)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Extra facts recorded in the fold's done.json (e.g. best_epoch, validation subjects)."""
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    """Component name -> (N_test, C) probabilities of a blended model's parts (``vit``,
+    ``pixel``), written as ``<part>_p_<class>`` columns beside ``p_<class>``."""
 
 
 FitPredict = Callable[[Config, list[Sample], list[Sample], Path], FoldOutput]
@@ -295,6 +298,9 @@ def _run_fold(
     )
     for j, c in enumerate(classes):
         table[f"p_{c}"] = probs[:, j]
+    for part, part_probs in output.parts.items():
+        for j, c in enumerate(classes):
+            table[f"{part}_p_{c}"] = np.asarray(part_probs, dtype=np.float64)[:, j]
     atomic_write_text(fold_dir / PREDICTIONS_FILE, table.to_csv(index=False))
     atomic_write_text(fold_dir / HISTORY_FILE, pd.DataFrame(output.history).to_csv(index=False))
     atomic_write_json(

@@ -156,5 +156,5 @@ class Predictor:
         motion = to_tensor(images.motion, size)[None].to(self.device)
         with torch.inference_mode():
             output = self.model(texture, motion)
-        proba = torch.softmax(output.logits.float(), dim=1)[0].cpu().numpy()
+        proba = output.probabilities()[0].float().cpu().numpy()
         return Analysis(sample, images, proba, self.class_names[int(proba.argmax())], output)

@@ -8,7 +8,10 @@ tokens of its scales (eq 18). The two modality features are concatenated and
 classified by ``FC2(Dropout(ReLU(FC1(.))))`` (eq 17). A projection head per modality
 (``Linear -> ReLU -> Linear``, hidden width ``fusion_hidden``, as in SimCLR and
 CrossPoint; the paper does not specify it) maps its feature to the embedding of the
-cross-modal contrastive loss (eqs 19-20); a one-modality model has none.
+cross-modal contrastive loss (eqs 19-20); a one-modality model has none. With
+``model.pixel_blend > 0`` a :class:`~msmmt.model.pixel_head.PixelHead` (a linear classifier
+on the motion image's pixels, fitted after training) is blended into the class
+probabilities: :meth:`MSMMTOutput.probabilities`.
 
 Backbone sharing (``ModelConfig.share_backbone``): ``modality`` (default) gives each
 modality one backbone shared by its scales, ``all`` one backbone for everything (the
@@ -31,6 +34,7 @@ from torch import nn
 
 from msmmt.config import ModelConfig
 from msmmt.model.backbone import ViTBackbone, build_backbone
+from msmmt.model.pixel_head import PixelHead
 
 __all__ = ["MSMMT", "MSMMTFeatures", "MSMMTOutput", "build_model"]
 
@@ -61,6 +65,29 @@ class MSMMTOutput:
     patch_weights: dict[str, torch.Tensor] = field(default_factory=dict)
     """As :attr:`MSMMTFeatures.patch_weights`: the weights the last block used with
     ``post-norm`` / ``attention``, computed but inert with ``paper``, empty with ``none``."""
+    pixel_logits: torch.Tensor | None = None
+    """``(B, num_classes)`` logits of the fitted pixel head; None without one."""
+    pixel_weight: float = 0.0
+    """Its weight w in :meth:`probabilities` (``model.pixel_blend``)."""
+
+    def probabilities(self, part: str = "blend") -> torch.Tensor:
+        """``(B, num_classes)`` class probabilities:
+        ``(1 - w) softmax(logits) + w softmax(pixel_logits)`` (``blend``; just
+        ``softmax(logits)`` without a fitted pixel head), or one part alone (``vit``, ``pixel``).
+        """
+        vit = torch.softmax(self.logits, dim=1)
+        if part == "vit":
+            return vit
+        if self.pixel_logits is None:
+            if part == "pixel":
+                raise ValueError("this output has no pixel head's logits")
+            return vit
+        pixel = torch.softmax(self.pixel_logits, dim=1)
+        if part == "pixel":
+            return pixel
+        if part != "blend":
+            raise ValueError(f"part must be 'blend', 'vit' or 'pixel', got {part!r}")
+        return (1.0 - self.pixel_weight) * vit + self.pixel_weight * pixel
 
 
 def _backbone_key(share: str, modality: str, scale: int) -> str:
@@ -119,6 +146,7 @@ class MSMMT(nn.Module):
             if len(self.modalities) == 2
             else {}
         )
+        self.pixel_head = PixelHead(cfg.num_classes, cfg.pixel_size) if cfg.pixel_blend > 0 else None
 
     def set_execution(self, **options: bool | None) -> None:
         """Choose how the backbones run; see :meth:`ViTBackbone.set_execution`."""
@@ -194,8 +222,14 @@ class MSMMT(nn.Module):
             texture: ``(B, 3, H, W)`` float images in [0, 1], any size (ignored, may be
                 None, when the model has no texture modality).
             motion: ``(B, 3, H', W')`` float images in [0, 1], likewise.
+
+        With a fitted pixel head the output also carries its logits on ``motion``.
         """
-        return self.forward_head(self.forward_features({"texture": texture, "motion": motion}))
+        output = self.forward_head(self.forward_features({"texture": texture, "motion": motion}))
+        if self.pixel_head is not None and self.pixel_head.is_fitted:
+            output.pixel_logits = self.pixel_head(motion)
+            output.pixel_weight = self.cfg.pixel_blend
+        return output
 
     def _check_inputs(
         self, given: Mapping[str, torch.Tensor | None]
