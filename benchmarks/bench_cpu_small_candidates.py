@@ -62,12 +62,13 @@ def row(
 ) -> dict[str, object]:
     r = runs[(runs.run == run.name) & (runs.part == "all")].iloc[0]
     diff, diff_ci, p_better = _pair(pairs, run.name, ref)
-    status = pd.concat(pd.read_csv(f) for f in sorted(run.glob("status*.csv")))  # shards too
+    folder = run.with_name(run.name.split(":")[0])  # RUN:vit is a part of RUN's predictions
+    status = pd.concat(pd.read_csv(f) for f in sorted(folder.glob("status*.csv")))  # shards too
     seconds = status.loc[status.state == "done", "seconds"].mean()
     return {
         "name": run.name,
         "overrides": overrides,
-        "protocol": _protocol(run),
+        "protocol": _protocol(folder),
         "uf1": float(r.uf1),
         "uf1_ci": f"[{r.uf1_lo:.3f}, {r.uf1_hi:.3f}]",
         "uar": float(r.uar),
@@ -76,7 +77,7 @@ def row(
         "diff_ci": diff_ci,
         "p_better": p_better,
         "s_per_fold": float(seconds),
-        "final_train_acc": _final_train_acc(run),
+        "final_train_acc": _final_train_acc(folder),
     }
 
 
@@ -88,7 +89,7 @@ def main() -> None:
     ap.add_argument(
         "--name", default="cpu_small_candidates", help="Results file: results/<name>.csv."
     )
-    ap.add_argument("named", nargs="+", help="NAME=OVERRIDES (semicolon-separated), '-' for none.")
+    ap.add_argument("named", nargs="+", help="NAME=OVERRIDES (semicolon-separated), '-' for none; NAME:vit / NAME:pixel for a part of a blended run.")
     args = ap.parse_args()
     runs = pd.read_csv(args.compare / "runs.csv")
     pairs = pd.read_csv(args.compare / "pairs.csv")

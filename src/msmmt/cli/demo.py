@@ -34,14 +34,12 @@ def demo(
     Writes OUT/data (CASME II-layout clips), OUT/cache (dynamic and flow/strain
     images), OUT/run (per-fold predictions, report.md, figures). Rerunning resumes:
     finished clips and folds are not redone; a run made from earlier images of the clips
-    (another msmmt version) is moved to OUT/run.outdated-N and made afresh. Runs on one CPU thread unless the global
-    --threads is given, so that its scores do not depend on the machine's core count.
+    (another msmmt version) is moved to OUT/run.outdated-N and made afresh. Runs on one CPU
+    thread unless the global --threads is given, so that its scores do not depend on the
+    machine's core count.
     """
     from msmmt.cli.scores import write_and_print_report
     from msmmt.data.readers import read_dataset, read_for_training
-    from msmmt.data.synthetic import generate
-    from msmmt.evaluation.fit_predict import fit_predict_for
-    from msmmt.evaluation.runner import InputsChangedError, RunDirMismatchError, run_folds
     from msmmt.preprocess.batch import preprocess_dataset
 
     cfg = load_or_fail(STATE.config or "demo")
@@ -52,17 +50,7 @@ def demo(
     progress = STATE.verbosity >= 0
 
     data_dir, cache_dir, run_dir = root / "data", root / "cache", root / "run"
-    wanted = {"subjects": subjects, "clips_per_subject": clips_per_subject, "seed": cfg.seed}
-    if _existing_set(data_dir) == wanted:
-        typer.echo(f"[1/4] synthetic clips: reusing {data_dir}")
-    else:
-        typer.echo(
-            f"[1/4] synthetic clips: {subjects} subjects x {clips_per_subject} clips -> {data_dir}"
-        )
-        # The cache and the run were made from other clips: start them afresh.
-        for stale in (cache_dir, run_dir):
-            shutil.rmtree(stale, ignore_errors=True)
-        generate(data_dir, subjects=subjects, clips_per_subject=clips_per_subject, seed=cfg.seed)
+    _synthesise(data_dir, (cache_dir, run_dir), subjects, clips_per_subject, cfg.seed)
 
     typer.echo(
         f"[2/4] preprocessing (face, magnification, dynamic image, TV-L1 flow, strain) -> {cache_dir}"
@@ -76,22 +64,42 @@ def demo(
         )
 
     typer.echo(f"[3/4] leave-one-subject-out training and testing -> {run_dir}")
-    samples = read_for_training("precomputed", cache_dir, cfg.data)
+    _run_loso(cfg, read_for_training("precomputed", cache_dir, cfg.data), run_dir, progress)
+
+    typer.echo("[4/4] report")
+    report = write_and_print_report(run_dir)
+    typer.echo(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
+
+
+def _synthesise(data_dir: Path, derived: tuple[Path, ...], subjects: int, clips: int, seed: int) -> None:
+    """Step 1: the synthetic clips in ``data_dir``, reused when they are the ones asked for;
+    else made afresh, and the folders ``derived`` from the earlier clips are removed."""
+    from msmmt.data.synthetic import generate
+
+    if _existing_set(data_dir) == {"subjects": subjects, "clips_per_subject": clips, "seed": seed}:
+        typer.echo(f"[1/4] synthetic clips: reusing {data_dir}")
+        return
+    typer.echo(f"[1/4] synthetic clips: {subjects} subjects x {clips} clips -> {data_dir}")
+    for stale in derived:
+        shutil.rmtree(stale, ignore_errors=True)
+    generate(data_dir, subjects=subjects, clips_per_subject=clips, seed=seed)
+
+
+def _run_loso(cfg, samples, run_dir: Path, progress: bool) -> None:
+    """Step 3: LOSO into ``run_dir``, resuming it; a run made from earlier images of these
+    clips (another msmmt version, a rebuilt cache) is set aside and made afresh."""
+    from msmmt.evaluation.fit_predict import fit_predict_for
+    from msmmt.evaluation.runner import InputsChangedError, RunDirMismatchError, run_folds
+
     try:
         try:
             run_folds(cfg, samples, run_dir, fit_predict_for(cfg), progress=progress)
         except InputsChangedError:
-            # The demo's own clips were reprocessed (another msmmt version, a rebuilt cache):
-            # its earlier run is out of date. Keep it aside and start afresh.
             aside = _set_aside(run_dir)
             typer.echo(f"      {run_dir} was made from earlier images of these clips: moved to {aside}")
             run_folds(cfg, samples, run_dir, fit_predict_for(cfg), progress=progress)
     except RunDirMismatchError as err:
         raise fail(f"{err}\n(another config than the finished run's: use another --out)") from None
-
-    typer.echo("[4/4] report")
-    report = write_and_print_report(run_dir)
-    typer.echo(f"report: {report}  ({time.perf_counter() - start:.0f} s in all)")
 
 
 def _set_aside(run_dir: Path) -> Path:
