@@ -359,3 +359,24 @@ def test_the_python_route_makes_checkpoints_the_predictor_reads_as_msmmt_train_d
     assert Predictor(save_trained(result, cfg, apex, tmp_path / "apex")).texture_is_apex
     with pytest.raises(ValueError, match="mix texture images"):
         save_trained(result, cfg, [*apex[:1], *cached[1:]], tmp_path / "mixed")
+
+
+def test_predictor_of_a_blended_model_gives_the_blend(trained, tmp_path):
+    """A checkpoint with a fitted pixel head (model.pixel_blend): the predictor's
+    probabilities are the blend, as in evaluation, not the ViT's alone."""
+    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.engine.export import save_trained
+    from msmmt.engine.trainer import fit, predict_parts, predict_proba
+    from msmmt.inference.predict import Predictor
+
+    root, raw = trained
+    cfg = load_config("demo", [*TINY, "model.pixel_blend=0.5"])
+    cached = filter_class_set(read_dataset("precomputed", root / "cache"), "composite")
+    result = fit(cfg, cached, progress=False)
+    predictor = Predictor(save_trained(result, cfg, cached, tmp_path / "model"))
+    clip = raw[cached[0].key]
+    got = predictor.analyse(clip.frames[0].parent, clip.onset, clip.apex, clip.offset)
+    parts = predict_parts(result.model, cached[:1], cfg)
+    assert np.allclose(got.probabilities, predict_proba(result.model, cached[:1], cfg)[0], atol=1e-5)
+    assert np.allclose(got.probabilities, 0.5 * parts["vit"][0] + 0.5 * parts["pixel"][0], atol=1e-5)
+    assert not np.allclose(parts["vit"][0], parts["pixel"][0], atol=1e-3)  # the blend shows
