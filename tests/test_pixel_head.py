@@ -2,6 +2,7 @@
 against an independent scikit-learn logistic regression, the blend, the checkpoint and the
 fold files (docs/METHOD.md, "Pixel head")."""
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,15 +24,17 @@ from msmmt.evaluation.fit_predict import train_and_predict
 from msmmt.evaluation.runner import run_folds
 from msmmt.model.checkpoint import load_checkpoint, save_checkpoint
 from msmmt.model.pixel_head import PixelHead
+from msmmt.ops.scaling import resize_square
 
 
-def _block_means(x: np.ndarray, size: int) -> np.ndarray:
-    """(B, 3, H, W) -> (B, 3 size^2): means of (H/size x W/size) blocks, by reshaping."""
-    b, c, h, w = x.shape
-    return x.reshape(b, c, size, h // size, size, w // size).mean(axis=(3, 5)).reshape(b, -1)
+def _cubic(x: np.ndarray, size: int) -> np.ndarray:
+    """(B, 3, H, W) -> (B, 3 size^2) by OpenCV's bicubic resize, image by image."""
+    images = [cv2.resize(np.ascontiguousarray(im.transpose(1, 2, 0)), (size, size),
+                         interpolation=cv2.INTER_CUBIC) for im in x.astype(np.float32)]
+    return np.stack(images).transpose(0, 3, 1, 2).reshape(len(x), -1).astype(np.float64)
 
 
-def test_head_is_the_standardised_linear_map_of_the_pooled_pixels():
+def test_head_is_the_standardised_linear_map_of_the_resampled_pixels():
     rng = np.random.default_rng(0)
     head = PixelHead(num_classes=3, size=4)
     d = 3 * 4 * 4
@@ -39,10 +42,22 @@ def test_head_is_the_standardised_linear_map_of_the_pooled_pixels():
     coef, intercept = rng.normal(size=(3, d)), rng.normal(size=3)
     head.load_linear(mean, scale, coef, intercept, np.arange(3))
     x = rng.uniform(0, 1, (2, 3, 8, 8))
-    expected = (_block_means(x, 4) - mean) / scale @ coef.T + intercept
+    expected = (_cubic(x, 4) - mean) / scale @ coef.T + intercept
     got = head(torch.tensor(x, dtype=torch.float32)).double().numpy()
     assert np.allclose(got, expected, atol=1e-4)
     assert head.is_fitted
+
+
+def test_a_small_image_upsampled_to_the_model_input_comes_back_nearly_unchanged():
+    """The release's 28 px flow image, upsampled to the model's 64 px (linear, as the
+    dataset does), is what the head sees again: far closer than average pooling gives."""
+    rng = np.random.default_rng(2)
+    small = cv2.GaussianBlur(rng.uniform(0, 255, (28, 28, 3)), (0, 0), 1.0).astype(np.uint8)
+    big = torch.tensor(resize_square(small, 64)).permute(2, 0, 1)[None].float()
+    back = PixelHead(3, 28).features(big).reshape(3, 28, 28).permute(1, 2, 0).numpy()
+    pooled = torch.nn.functional.adaptive_avg_pool2d(big, 28)[0].permute(1, 2, 0).numpy()
+    error = np.abs(back - small).mean()
+    assert error < 1.5 and error < 0.5 * np.abs(pooled - small).mean()
 
 
 def test_two_seen_classes_give_scikit_learns_binary_probabilities_and_absent_ones_zero():
@@ -52,7 +67,7 @@ def test_two_seen_classes_give_scikit_learns_binary_probabilities_and_absent_one
     clf = LogisticRegression().fit(x, y)
     head = PixelHead(num_classes=3, size=2)
     head.load_linear(np.zeros(12), np.ones(12), clf.coef_, clf.intercept_, clf.classes_)
-    images = torch.tensor(x.reshape(40, 3, 2, 2), dtype=torch.float32)  # already 2 x 2: pooling is the identity
+    images = torch.tensor(x.reshape(40, 3, 2, 2), dtype=torch.float32)  # already 2 x 2: resampling is the identity
     proba = torch.softmax(head(images).double(), dim=1).numpy()
     assert np.allclose(proba[:, [0, 2]], clf.predict_proba(x), atol=1e-5)
     assert np.all(proba[:, 1] < 1e-30)
@@ -75,9 +90,9 @@ def test_fitted_head_is_an_independent_logistic_regression_and_leaves_the_vit_al
     cfg = _cfg(0.3)
     with one_thread():
         blended, plain = fit(cfg, samples, progress=False), fit(_cfg(0.0), samples, progress=False)
-    # independently: the model's 16 px motion input, 2 x 2 block means, scaler, logreg
+    # independently: the model's 16 px motion input, OpenCV's bicubic resize, scaler, logreg
     x = np.stack([load_image(s.motion_image, 16) for s in samples]).transpose(0, 3, 1, 2) / 255.0
-    features = _block_means(x, 8)
+    features = _cubic(x, 8)
     y = np.array([["negative", "positive", "surprise"].index(s.label) for s in samples])
     reference = make_pipeline(
         StandardScaler(),

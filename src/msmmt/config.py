@@ -190,7 +190,7 @@ class ModelConfig(_Section):
     with ``baseline.C`` / ``class_weight`` / ``max_iter``) fitted on the training clips after
     the ViT. 0 (default): no pixel head; needs the motion modality."""
     pixel_size: int = Field(28, ge=4)
-    """Side S the motion image is average-pooled to for the pixel head (3 S^2 features)."""
+    """Side S the motion image is resampled to (bicubic) for the pixel head (3 S^2 features)."""
 
     @field_validator("patch_weighting", mode="before")
     @classmethod
