@@ -162,6 +162,13 @@ def test_bad_probabilities_fail_the_fold(tmp_path):
     with pytest.raises(FoldsFailedError, match=r"shape \(\d+, 2\), expected \(\d+, 3\)"):
         run_folds(Config(), make_samples(n_subjects=2), tmp_path, wrong_shape, progress=False)
 
+    def bad_part(cfg, train, test, fold_dir):
+        p = np.ones((len(test), 3)) / 3
+        return FoldOutput(p, parts={"vit": p, "pixel": np.full_like(p, np.nan)})
+
+    with pytest.raises(FoldsFailedError, match="non-finite pixel probabilities"):
+        run_folds(Config(), make_samples(n_subjects=2), tmp_path / "part", bad_part, progress=False)
+
 
 def test_refuses_to_resume_with_a_different_config(tmp_path):
     samples = make_samples(n_subjects=3)

@@ -265,6 +265,16 @@ def _prepare_run_dir(cfg: Config, samples: Sequence[Sample], plan: Sequence[Fold
     _check_inputs(samples, out)
 
 
+def _checked_probabilities(values, shape: tuple[int, int], what: str) -> np.ndarray:
+    """``values`` as float64, or ValueError unless they are finite and of ``shape``."""
+    probs = np.asarray(values, dtype=np.float64)
+    if probs.shape != shape:
+        raise ValueError(f"fit_predict returned {what} of shape {probs.shape}, expected {shape}")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError(f"fit_predict returned non-finite {what}")
+    return probs
+
+
 def _run_fold(
     cfg: Config,
     fold: Fold,
@@ -278,14 +288,11 @@ def _run_fold(
     test = [by_key[k] for k in fold.test_keys]
     start = time.perf_counter()
     output = fit_predict(cfg, train, test, fold_dir)
-    probs = np.asarray(output.probabilities, dtype=np.float64)
-    if probs.shape != (len(test), len(classes)):
-        raise ValueError(
-            f"fit_predict returned probabilities of shape {probs.shape}, "
-            f"expected ({len(test)}, {len(classes)})"
-        )
-    if not np.all(np.isfinite(probs)):
-        raise ValueError("fit_predict returned non-finite probabilities")
+    probs = _checked_probabilities(output.probabilities, (len(test), len(classes)), "probabilities")
+    parts = {
+        part: _checked_probabilities(p, probs.shape, f"{part} probabilities")
+        for part, p in output.parts.items()
+    }
     pred = probs.argmax(axis=1)
     table = pd.DataFrame(
         {
@@ -298,9 +305,9 @@ def _run_fold(
     )
     for j, c in enumerate(classes):
         table[f"p_{c}"] = probs[:, j]
-    for part, part_probs in output.parts.items():
+    for part, part_probs in parts.items():
         for j, c in enumerate(classes):
-            table[f"{part}_p_{c}"] = np.asarray(part_probs, dtype=np.float64)[:, j]
+            table[f"{part}_p_{c}"] = part_probs[:, j]
     atomic_write_text(fold_dir / PREDICTIONS_FILE, table.to_csv(index=False))
     atomic_write_text(fold_dir / HISTORY_FILE, pd.DataFrame(output.history).to_csv(index=False))
     atomic_write_json(
