@@ -30,6 +30,7 @@ from msmmt.engine.pixel_head import fit_pixel_head
 from msmmt.engine.trainer import predict_parts
 from msmmt.evaluation.runner import build_folds
 from msmmt.model import build_model
+from msmmt.model.pixel_head import blend
 
 
 def refit(run: Path, dataset: str, data: Path, out: Path) -> list[dict[str, object]]:
@@ -55,10 +56,10 @@ def refit(run: Path, dataset: str, data: Path, out: Path) -> list[dict[str, obje
         info = fit_pixel_head(model, train, cfg)
         pixel = predict_parts(model, test, cfg)["pixel"]
         vit = table[[f"vit_p_{c}" for c in classes]].to_numpy()
-        blend = (1 - cfg.model.pixel_blend) * vit + cfg.model.pixel_blend * pixel
+        mixed = blend(vit, pixel, cfg.model.pixel_blend)
         for j, c in enumerate(classes):
-            table[f"p_{c}"], table[f"pixel_p_{c}"] = blend[:, j], pixel[:, j]
-        table["predicted"] = [classes[i] for i in blend.argmax(axis=1)]
+            table[f"p_{c}"], table[f"pixel_p_{c}"] = mixed[:, j], pixel[:, j]
+        table["predicted"] = [classes[i] for i in mixed.argmax(axis=1)]
         table.to_csv(path, index=False)
         rows.append({"fold": fold.name, "n_test": len(test), **info})
         print(f"{fold.name}: {len(train)} train, {len(test)} test, head train acc {info['pixel_train_acc']:.3f}")

@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+from msmmt.config import Config
+from msmmt.core.records import Sample
 from msmmt.core.threads import limit_threads
 
 DEMO_THREADS = 1
@@ -85,7 +87,7 @@ def _synthesise(data_dir: Path, derived: tuple[Path, ...], subjects: int, clips:
     generate(data_dir, subjects=subjects, clips_per_subject=clips, seed=seed)
 
 
-def _run_loso(cfg, samples, run_dir: Path, progress: bool) -> None:
+def _run_loso(cfg: Config, samples: list[Sample], run_dir: Path, progress: bool) -> None:
     """Step 3: LOSO into ``run_dir``, resuming it; a run made from earlier images of these
     clips (another msmmt version, a rebuilt cache) is set aside and made afresh."""
     from msmmt.evaluation.fit_predict import fit_predict_for

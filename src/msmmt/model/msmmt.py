@@ -34,7 +34,7 @@ from torch import nn
 
 from msmmt.config import ModelConfig
 from msmmt.model.backbone import ViTBackbone, build_backbone
-from msmmt.model.pixel_head import PixelHead
+from msmmt.model.pixel_head import PixelHead, blend
 
 __all__ = ["MSMMT", "MSMMTFeatures", "MSMMTOutput", "build_model"]
 
@@ -87,7 +87,7 @@ class MSMMTOutput:
             return pixel
         if part != "blend":
             raise ValueError(f"part must be 'blend', 'vit' or 'pixel', got {part!r}")
-        return (1.0 - self.pixel_weight) * vit + self.pixel_weight * pixel
+        return blend(vit, pixel, self.pixel_weight)
 
 
 def _backbone_key(share: str, modality: str, scale: int) -> str:

@@ -23,10 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PixelHead"]
+__all__ = ["PixelHead", "blend"]
 
 _ABSENT = -1.0e4
 """Logit of a class the training clips lacked (softmax weight ~0, no inf/NaN)."""
+
+
+def blend(vit, pixel, weight: float):
+    """``(1 - w) vit + w pixel``: a blended model's class probabilities from its ViT's and its
+    pixel head's (tensors or arrays of the same shape; module docstring)."""
+    return (1.0 - weight) * vit + weight * pixel
 
 
 class PixelHead(nn.Module):
