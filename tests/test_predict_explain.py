@@ -380,3 +380,28 @@ def test_predictor_of_a_blended_model_gives_the_blend(trained, tmp_path):
     assert np.allclose(got.probabilities, predict_proba(result.model, cached[:1], cfg)[0], atol=1e-5)
     assert np.allclose(got.probabilities, 0.5 * parts["vit"][0] + 0.5 * parts["pixel"][0], atol=1e-5)
     assert not np.allclose(parts["vit"][0], parts["pixel"][0], atol=1e-3)  # the blend shows
+
+
+def test_predictor_and_explain_read_a_seed_ensemble(trained, tmp_path):
+    """A checkpoint of two members and a pixel head: the predictor returns the ensemble's
+    probabilities, and `msmmt explain` draws the members' mean patch weights."""
+    from msmmt.data.readers import filter_class_set, read_dataset
+    from msmmt.engine.export import save_trained
+    from msmmt.engine.trainer import fit, predict_proba
+    from msmmt.inference.predict import Predictor
+
+    root, raw = trained
+    cfg = load_config("demo", [*TINY, "model.members=2", "model.pixel_blend=0.5"])
+    cached = filter_class_set(read_dataset("precomputed", root / "cache"), "composite")
+    result = fit(cfg, cached, progress=False)
+    model_dir = save_trained(result, cfg, cached, tmp_path / "model")
+    extra = json.loads((model_dir / "extra.json").read_text())
+    assert extra["epochs"] == cfg.train.epochs and extra["final_epoch"]["member"] == 2
+    predictor = Predictor(model_dir)
+    clip = raw[cached[0].key]
+    got = predictor.analyse(clip.frames[0].parent, clip.onset, clip.apex, clip.offset)
+    assert np.allclose(got.probabilities, predict_proba(result.model, cached[:1], cfg)[0], atol=1e-5)
+    fig = tmp_path / "fig.png"
+    out = runner.invoke(app, ["explain", str(model_dir), str(clip.frames[0].parent), "--out", str(fig)])
+    assert out.exit_code == 0, out.output
+    assert cv2.imread(str(fig)) is not None

@@ -191,6 +191,11 @@ class ModelConfig(_Section):
     the ViT. 0 (default): no pixel head; needs the motion modality."""
     pixel_size: int = Field(28, ge=4)
     """Side S the motion image is resampled to (bicubic) for the pixel head (3 S^2 features)."""
+    members: int = Field(1, ge=1, le=16)
+    """K networks trained apart with seeds ``seed + 1000 k`` (k = 0..K-1; member 0 is the
+    single network of the same seed) whose softmax probabilities are averaged, a seed
+    ensemble (docs/METHOD.md, "Seed ensemble"); K times the training time. 1 (default):
+    one network."""
 
     @field_validator("patch_weighting", mode="before")
     @classmethod

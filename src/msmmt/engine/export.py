@@ -46,7 +46,7 @@ def checkpoint_extra(
 ) -> dict[str, Any]:
     """``extra.json`` of a model trained with ``cfg`` on ``samples``: class_names,
     preprocess, texture, trained_on (clips, subjects and ``source``, e.g. the data path),
-    epochs and the final epoch's history row."""
+    epochs (of the last member, for a seed ensemble) and the final epoch's history row."""
     return {
         "class_names": list(class_names(cfg.data.class_set)),
         "preprocess": cfg.preprocess.model_dump(mode="json"),
@@ -56,7 +56,7 @@ def checkpoint_extra(
             "clips": len(samples),
             "subjects": len({s.subject for s in samples}),
         },
-        "epochs": len(history),
+        "epochs": int(history[-1]["epoch"]) if history else 0,
         "final_epoch": history[-1] if history else None,
     }
 

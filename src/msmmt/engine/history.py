@@ -12,6 +12,7 @@ from msmmt.core.io import atomic_write_text
 __all__ = ["HISTORY_COLUMNS", "HistoryWriter", "history_csv"]
 
 HISTORY_COLUMNS = (
+    "member",
     "epoch",
     "lr",
     "train_loss",
@@ -22,7 +23,8 @@ HISTORY_COLUMNS = (
     "val_acc",
     "val_uf1",
 )
-"""Columns of a history row, in file order (``val_*`` only with a validation set)."""
+"""Columns of a history row, in file order (``val_*`` only with a validation set, ``member``
+only for a seed ensemble's members)."""
 
 
 def history_csv(rows: list[dict[str, float]]) -> str:

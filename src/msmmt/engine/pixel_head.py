@@ -21,13 +21,16 @@ from msmmt.core.labels import class_names
 from msmmt.core.records import Sample
 from msmmt.engine.baselines import pixel_classifier
 from msmmt.engine.dataset import ModalityDataset
+from msmmt.model.ensemble import SeedEnsemble
 from msmmt.model.msmmt import MSMMT
 
 __all__ = ["fit_pixel_head"]
 
 
 @torch.no_grad()
-def fit_pixel_head(model: MSMMT, train: Sequence[Sample], cfg: Config) -> dict[str, float]:
+def fit_pixel_head(
+    model: MSMMT | SeedEnsemble, train: Sequence[Sample], cfg: Config
+) -> dict[str, float]:
     """Fit ``model.pixel_head`` on ``train`` (in place); return ``{"pixel_train_acc": ...}``.
 
     Raises ValueError when the model has no pixel head (``model.pixel_blend`` is 0).

@@ -46,7 +46,8 @@ from msmmt.engine.metrics import scores
 from msmmt.engine.optim import build_optimizer, build_scheduler
 from msmmt.engine.pixel_head import fit_pixel_head
 from msmmt.engine.runtime import Precision, deterministic, seed_everything, select_device
-from msmmt.model import build_model
+from msmmt.model import SeedEnsemble, build_model
+from msmmt.model.ensemble import member_config, member_seed
 from msmmt.model.losses import msmmt_loss
 
 __all__ = [
@@ -266,10 +267,46 @@ def fit(
     and the best epoch's weights are restored. Without it, ``cfg.train.epochs``
     epochs are run and the last weights kept. With ``cfg.train.ema_decay`` the moving
     average of the weights is what is validated, restored and returned. Batches are
-    mixed when ``cfg.train.augment`` asks for mixup / CutMix. ``out_dir`` receives
-    history.csv; ``on_epoch`` receives each epoch's history row as soon as it is done.
+    mixed when ``cfg.train.augment`` asks for mixup / CutMix. With ``model.members = K > 1``
+    the K members of a :class:`~msmmt.model.ensemble.SeedEnsemble` are trained so one after
+    the other, member k with seed ``seed + 1000 k`` (member 0 is the single network of
+    ``seed``), and their history rows carry their ``member`` (1..K). The pixel head, if any,
+    is fitted last. ``out_dir`` receives history.csv; ``on_epoch`` receives each epoch's
+    history row as soon as it is done.
     """
     _check_sets(train, val)
+    history = HistoryWriter(out_dir, on_epoch)
+    if cfg.model.members > 1:
+        model = SeedEnsemble(cfg.model)
+        best_epochs = []
+        for k, member in enumerate(model.members):
+            member_cfg = cfg.model_copy(
+                update={"seed": member_seed(cfg.seed, k), "model": member_config(cfg.model)}
+            )
+            trained, best = _train_network(member_cfg, train, val, history, progress, k + 1)
+            member.load_state_dict(trained.state_dict())
+            best_epochs.append(best)
+        model = model.to(select_device(cfg.device)).eval()
+        info: dict[str, float] = {f"best_epoch_member{k + 1}": b for k, b in enumerate(best_epochs)}
+    else:
+        model, best = _train_network(cfg, train, val, history, progress, None)
+        best_epochs, info = [best], {}
+    if cfg.model.pixel_blend > 0:
+        info |= fit_pixel_head(model, train, cfg)
+    return FitResult(model, history.rows, best_epochs[0], info)
+
+
+def _train_network(
+    cfg: Config,
+    train: Sequence[Sample],
+    val: Sequence[Sample] | None,
+    history: HistoryWriter,
+    progress: bool,
+    member: int | None,
+) -> tuple[nn.Module, int]:
+    """Train the network ``build_model(cfg.model)`` with ``cfg.seed`` as :func:`fit` says;
+    append its epochs to ``history`` (with ``member`` when given). Returns the model in eval
+    mode and the 1-based epoch whose weights it holds."""
     names, tc = class_names(cfg.data.class_set), cfg.train
     with deterministic(tc.deterministic):
         seed_everything(cfg.seed)
@@ -286,11 +323,13 @@ def fit(
         if tc.augment.mixup > 0 or tc.augment.cutmix > 0:
             mixing = (tc.augment, np.random.default_rng(cfg.seed))
         stopper = EarlyStopping(tc.patience) if val_ds else None
-        history = HistoryWriter(out_dir, on_epoch)
-        bar = tqdm(range(1, tc.epochs + 1), desc="train", unit="epoch", disable=not progress)
+        desc = "train" if member is None else f"train member {member}"
+        bar = tqdm(range(1, tc.epochs + 1), desc=desc, unit="epoch", disable=not progress)
+        ran = 0
         for epoch in bar:
             train_ds.set_epoch(epoch)
-            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+            row = {} if member is None else {"member": member}
+            row |= {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
             row |= train_one_epoch(
                 model, train_loader, loss_fn, optimizer, scheduler, precision, tc.grad_clip,
                 mixing, ema,
@@ -301,6 +340,7 @@ def fit(
                 )
                 stopper.update(epoch, (row["val_uf1"], -row["val_loss"]), tested)
             history.append(row)
+            ran = epoch
             bar.set_postfix(
                 {k: f"{row[k]:.3f}" for k in ("train_loss", "train_acc", "val_uf1") if k in row}
             )
@@ -311,8 +351,7 @@ def fit(
         bar.close()
         best = stopper.restore(tested) if stopper is not None else None
         tested.eval()
-        info = fit_pixel_head(tested, train, cfg) if cfg.model.pixel_blend > 0 else {}
-    return FitResult(tested, history.rows, best or len(history.rows), info)
+    return tested, best or ran
 
 
 def predict_proba(

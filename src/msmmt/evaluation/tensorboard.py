@@ -44,11 +44,13 @@ def _summary_writer(log_dir: Path):
 
 
 def write_row(writer, row: dict[str, Any]) -> None:
-    """Every numeric column but ``epoch`` of one history row, at step = epoch; flushed."""
+    """Every numeric column but ``epoch`` of one history row, at step = epoch; flushed.
+    A seed ensemble member's row (``member`` k) goes to tags ending ``/member<k>``."""
     step = int(row["epoch"])
+    suffix = f"/member{int(row['member'])}" if "member" in row else ""
     for column, value in row.items():
-        if column != "epoch" and isinstance(value, int | float):
-            writer.add_scalar(scalar_tag(column), float(value), step)
+        if column not in ("epoch", "member") and isinstance(value, int | float):
+            writer.add_scalar(scalar_tag(column) + suffix, float(value), step)
     writer.flush()
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from msmmt.model.ensemble import SeedEnsemble
 from msmmt.model.msmmt import MSMMT, resize, scale_size
 
 __all__ = ["deletion_drops", "mask_patches", "moving_region", "patch_means", "pointing_hits"]
@@ -106,7 +107,7 @@ def mask_patches(image: torch.Tensor, patches: torch.Tensor, patch: int) -> torc
 
 @torch.no_grad()
 def deletion_drops(
-    model: MSMMT,
+    model: MSMMT | SeedEnsemble,
     images: dict[str, torch.Tensor],
     ks: Sequence[int],
     n_random: int = 8,
@@ -115,7 +116,7 @@ def deletion_drops(
     """Probability drops of the predicted class when the top-k / k random patches go.
 
     Args:
-        model: an MSMMT in eval mode with patch weights (any variant but ``none``).
+        model: an MSMMT (or seed ensemble) in eval mode with patch weights (any variant but ``none``).
         images: modality -> ``(B, 3, m, m)`` images at the model's base size m.
         ks: numbers of patches masked per modality (at most the scale-1 grid).
         n_random: random draws of k patches averaged per clip and k.
@@ -124,7 +125,7 @@ def deletion_drops(
     Returns:
         ``(B, len(ks))`` drops for the top-weighted patches and for random patches.
     """
-    patch = next(iter(model.backbones.values())).patch_size[0]
+    patch = model.patch_size[0]
     out = model(**images)
     proba = out.logits.softmax(dim=1)
     predicted = proba.argmax(dim=1)

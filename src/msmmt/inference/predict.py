@@ -116,7 +116,7 @@ class Predictor:
 
     @property
     def patch_size(self) -> int:
-        return next(iter(self.model.backbones.values())).patch_size[0]
+        return self.model.patch_size[0]
 
     def analyse(
         self,

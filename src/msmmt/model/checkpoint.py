@@ -22,7 +22,9 @@ from safetensors.torch import load_file, save_file
 
 from msmmt.config import Config
 from msmmt.core.io import atomic_path, atomic_write_json
-from msmmt.model.msmmt import MSMMT, build_model
+from msmmt.model.build import build_model
+from msmmt.model.ensemble import SeedEnsemble
+from msmmt.model.msmmt import MSMMT
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 
@@ -36,7 +38,10 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(
-    model: MSMMT, config: Config, directory: str | Path, extra: dict[str, Any] | None = None
+    model: MSMMT | SeedEnsemble,
+    config: Config,
+    directory: str | Path,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s weights, ``config`` and ``extra`` into ``directory``; return it."""
     directory = Path(directory)
@@ -54,7 +59,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     directory: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[MSMMT, Config, dict[str, Any]]:
+) -> tuple[MSMMT | SeedEnsemble, Config, dict[str, Any]]:
     """Rebuild the model of a checkpoint folder and load its weights.
 
     The model is built from the saved config with ``pretrained`` set to None, so

@@ -36,7 +36,7 @@ from msmmt.config import ModelConfig
 from msmmt.model.backbone import ViTBackbone, build_backbone
 from msmmt.model.pixel_head import PixelHead, blend
 
-__all__ = ["MSMMT", "MSMMTFeatures", "MSMMTOutput", "build_model"]
+__all__ = ["MSMMT", "MSMMTFeatures", "MSMMTOutput"]
 
 
 @dataclass
@@ -53,7 +53,8 @@ class MSMMTFeatures:
 
 @dataclass
 class MSMMTOutput:
-    """What :class:`MSMMT` returns for a batch of B clips."""
+    """What :class:`MSMMT` (or a :class:`~msmmt.model.ensemble.SeedEnsemble`) returns for a
+    batch of B clips."""
 
     logits: torch.Tensor
     """``(B, num_classes)`` class scores (eq 17)."""
@@ -89,6 +90,16 @@ class MSMMTOutput:
             raise ValueError(f"part must be 'blend', 'vit' or 'pixel', got {part!r}")
         return blend(vit, pixel, self.pixel_weight)
 
+    def with_pixel_head(
+        self, head: PixelHead | None, motion: torch.Tensor | None, weight: float
+    ) -> MSMMTOutput:
+        """This output carrying ``head``'s logits on ``motion`` and its blend weight, when the
+        head is fitted (unchanged otherwise, and without a head); returns ``self``."""
+        if head is not None and head.is_fitted:
+            self.pixel_logits = head(motion)
+            self.pixel_weight = weight
+        return self
+
 
 def _backbone_key(share: str, modality: str, scale: int) -> str:
     if share == "all":
@@ -111,7 +122,7 @@ def resize(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class MSMMT(nn.Module):
-    """The MSMMT network; see the module docstring. Build it with :func:`build_model`."""
+    """The MSMMT network; see the module docstring. Build it with :func:`msmmt.model.build.build_model`."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -226,10 +237,12 @@ class MSMMT(nn.Module):
         With a fitted pixel head the output also carries its logits on ``motion``.
         """
         output = self.forward_head(self.forward_features({"texture": texture, "motion": motion}))
-        if self.pixel_head is not None and self.pixel_head.is_fitted:
-            output.pixel_logits = self.pixel_head(motion)
-            output.pixel_weight = self.cfg.pixel_blend
-        return output
+        return output.with_pixel_head(self.pixel_head, motion, self.cfg.pixel_blend)
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        """The backbones' patch size (p, p)."""
+        return next(iter(self.backbones.values())).patch_size
 
     def _check_inputs(
         self, given: Mapping[str, torch.Tensor | None]
@@ -262,8 +275,3 @@ def _check_grids(cfg: ModelConfig, patch_size: tuple[int, int]) -> None:
                 f"pixels, a single {patch_size[0]}x{patch_size[1]} patch; use a larger "
                 "img_size, a smaller patch_size or fewer scales"
             )
-
-
-def build_model(cfg: ModelConfig) -> MSMMT:
-    """The MSMMT network described by ``cfg`` (weights as ``cfg.pretrained`` says)."""
-    return MSMMT(cfg)
