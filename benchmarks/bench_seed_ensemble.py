@@ -7,7 +7,8 @@ fold predictions are the mean of the K runs' ViT probabilities (``vit_p_*``) ble
 pixel head's (``pixel_p_*``, identical in every run). This script checks that the runs are
 such members (same config but the seed, same folds and test clips, same pixel head
 probabilities) and writes the ensemble's run: a copy of the first run with ``model.members: K``
-in its config, the fold predictions replaced, each fold's time the sum of the runs', and a
+in its config, the fold predictions replaced, the members' histories (with ``member``) and
+each fold's time the sum of the runs', and a
 line in ``ENSEMBLE.txt`` saying so, which ``msmmt compare OUT OUT:vit RUN0 ...`` reads like
 any run. It trains nothing: the K runs cost what ``model.members = K`` would.
 
@@ -64,8 +65,15 @@ def assemble(runs: list[Path], out: Path) -> int:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(runs[0], out)
-    for stale in [*out.glob("*.png"), out / "report.md", out / "metrics.csv", out / "predictions.csv"]:
-        stale.unlink(missing_ok=True)  # the run's pooled outputs; the folds are rewritten
+    for stale in [*out.glob("*.png"), *out.glob("status*.csv"), *out.glob("progress*.json"),
+                  out / "report.md", out / "metrics.csv", out / "predictions.csv"]:
+        stale.unlink(missing_ok=True)  # the first run's pooled outputs and times
+    status = pd.concat(pd.read_csv(f) for run in runs for f in sorted(run.glob("status*.csv")))
+    status = status[status.state == "done"].groupby("fold", as_index=False).agg(
+        state=("state", "first"), node=("node", "first"), attempt=("attempt", "max"),
+        seconds=("seconds", "sum"), error=("error", "first"),
+    )
+    status.to_csv(out / "status.csv", index=False)  # a fold's time: its members' times summed
     text = yaml.safe_load((out / "config.yaml").read_text())
     text["model"]["members"] = len(runs)
     (out / "config.yaml").write_text(yaml.safe_dump(text, sort_keys=False))
@@ -87,6 +95,12 @@ def assemble(runs: list[Path], out: Path) -> int:
             table[f"p_{c}"], table[f"vit_p_{c}"] = mixed[:, j], vit[:, j]
         table["predicted"] = [classes[i] for i in mixed.argmax(axis=1)]
         table.to_csv(out / "folds" / fold / "predictions.csv", index=False)
+        history = pd.concat(
+            pd.read_csv(run / "folds" / fold / "history.csv").assign(member=k + 1)
+            for k, run in enumerate(runs)
+        )
+        columns = ["member", *[c for c in history.columns if c != "member"]]
+        history[columns].to_csv(out / "folds" / fold / "history.csv", index=False)
         done = [json.loads((run / "folds" / fold / "done.json").read_text()) for run in runs]
         summed = done[0] | {"seconds": round(sum(d["seconds"] for d in done), 3)}
         (out / "folds" / fold / "done.json").write_text(json.dumps(summed, indent=1))
