@@ -74,7 +74,8 @@ class FitResult:
     """One row per epoch, keys from :data:`msmmt.engine.history.HISTORY_COLUMNS`
     (val_* only with a validation set)."""
     best_epoch: int = 0
-    """1-based epoch whose weights the model holds (the last one without validation)."""
+    """1-based epoch whose weights the model holds (the last one without validation); the
+    first member's for a seed ensemble (``info`` has every member's)."""
     info: dict[str, float] = field(default_factory=dict)
     """Other facts of the fit (``pixel_train_acc``: the pixel head's training accuracy)."""
 
@@ -268,8 +269,8 @@ def fit(
     epochs are run and the last weights kept. With ``cfg.train.ema_decay`` the moving
     average of the weights is what is validated, restored and returned. Batches are
     mixed when ``cfg.train.augment`` asks for mixup / CutMix. With ``model.members = K > 1``
-    the K members of a :class:`~msmmt.model.ensemble.SeedEnsemble` are trained so one after
-    the other, member k with seed ``seed + 1000 k`` (member 0 is the single network of
+    the K members of a :class:`~msmmt.model.ensemble.SeedEnsemble` are trained this way one
+    after the other, member k with seed ``seed + 1000 k`` (member 0 is the single network of
     ``seed``), and their history rows carry their ``member`` (1..K). The pixel head, if any,
     is fitted last. ``out_dir`` receives history.csv; ``on_epoch`` receives each epoch's
     history row as soon as it is done.
