@@ -33,18 +33,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from msmmt.config import load_config
 from msmmt.core.labels import class_names
 from msmmt.core.threads import limit_threads
 from msmmt.data.readers import read_for_training
 from msmmt.engine.augment import flip_motion
+from msmmt.engine.baselines import pixel_classifier
 from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.metrics import scores
+from msmmt.evaluation.results import load_run
 from msmmt.evaluation.runner import build_folds
 from msmmt.evaluation.uncertainty import paired_difference, run_predictions
 from msmmt.model.pixel_head import PixelHead, blend
@@ -56,10 +55,8 @@ CV_GRID = (0.01, 0.1, 1.0)
 
 
 def _logreg(c: float, cfg):
-    return make_pipeline(
-        StandardScaler(),
-        LogisticRegression(C=c, class_weight=cfg.baseline.class_weight, max_iter=cfg.baseline.max_iter),
-    )
+    """The head's estimator (the ``logreg`` baseline's pipeline) with C = ``c``."""
+    return pixel_classifier(cfg.baseline.model_copy(update={"kind": "logreg", "C": c}), cfg.seed)
 
 
 def _chosen_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg) -> float:
@@ -101,8 +98,8 @@ def _uf1(run) -> float:
 
 
 def _fold_tables(run: Path) -> pd.DataFrame:
-    frames = [pd.read_csv(f, dtype={"key": str}) for f in sorted(run.glob("folds/*/predictions.csv"))]
-    return pd.concat(frames).set_index("key").sort_index()
+    """The run's pooled fold predictions (checked by :func:`load_run`), indexed by key."""
+    return load_run(run).predictions.set_index("key").sort_index()
 
 
 def main() -> None:

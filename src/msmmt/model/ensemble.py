@@ -55,10 +55,8 @@ class SeedEnsemble(nn.Module):
         if cfg.members < 2:
             raise ValueError(f"a seed ensemble needs model.members >= 2, got {cfg.members}")
         self.cfg = cfg.model_copy(deep=True)
-        self.modalities: tuple[str, ...] = tuple(cfg.modalities)
-        self.scales: tuple[int, ...] = tuple(cfg.scales)
         self.members = nn.ModuleList(MSMMT(member_config(cfg)) for _ in range(cfg.members))
-        self.pixel_head = PixelHead(cfg.num_classes, cfg.pixel_size) if cfg.pixel_blend > 0 else None
+        self.pixel_head = PixelHead.for_config(cfg)
 
     @property
     def patch_size(self) -> tuple[int, int]:

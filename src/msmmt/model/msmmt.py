@@ -157,7 +157,7 @@ class MSMMT(nn.Module):
             if len(self.modalities) == 2
             else {}
         )
-        self.pixel_head = PixelHead(cfg.num_classes, cfg.pixel_size) if cfg.pixel_blend > 0 else None
+        self.pixel_head = PixelHead.for_config(cfg)
 
     def set_execution(self, **options: bool | None) -> None:
         """Choose how the backbones run; see :meth:`ViTBackbone.set_execution`."""

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from msmmt.config import ModelConfig
+
 __all__ = ["PixelHead", "blend"]
 
 _ABSENT = -1.0e4
@@ -52,6 +54,11 @@ class PixelHead(nn.Module):
         self.register_buffer("weight", torch.zeros(num_classes, dim))
         self.register_buffer("bias", torch.zeros(num_classes))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.uint8))
+
+    @classmethod
+    def for_config(cls, cfg: ModelConfig) -> PixelHead | None:
+        """The (unfitted) head a model with ``cfg`` carries; None when ``cfg.pixel_blend`` is 0."""
+        return cls(cfg.num_classes, cfg.pixel_size) if cfg.pixel_blend > 0 else None
 
     @property
     def is_fitted(self) -> bool:
