@@ -39,6 +39,7 @@ __all__ = [
     "LossConfig",
     "ModelConfig",
     "PreprocessConfig",
+    "PretrainConfig",
     "SpotConfig",
     "TrainConfig",
     "apply_overrides",
@@ -253,6 +254,30 @@ class AugmentConfig(_Section):
     both on, each batch uses one of the two at random."""
 
 
+class PretrainConfig(_Section):
+    """Label-free masked-autoencoder pretraining of the backbones on the training clips'
+    images before supervised training (docs/METHOD.md, "Label-free pretraining")."""
+
+    epochs: int = Field(0, ge=0)
+    """Pretraining epochs over the training clips (with ``train.augment``'s geometric
+    augmentation, ``train.batch_size``, AdamW, warm-up and cosine decay); 0 = off."""
+    mask_ratio: float = Field(0.75, gt=0.0, lt=1.0)
+    """Share of each image's patches hidden from the encoder."""
+    lr: float = Field(1e-3, gt=0.0)
+    warmup_epochs: int = Field(2, ge=0)
+    decoder_dim: int = Field(64, ge=8)
+    decoder_depth: int = Field(1, ge=1)
+    decoder_heads: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> PretrainConfig:
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError(
+                f"decoder_dim {self.decoder_dim} is not divisible by decoder_heads {self.decoder_heads}"
+            )
+        return self
+
+
 class TrainConfig(_Section):
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -274,6 +299,7 @@ class TrainConfig(_Section):
     """Early stopping: epochs without a better validation UF1 before training stops
     (used only with a validation set, see ``eval.early_stopping``)."""
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
 
 
 class EvalConfig(_Section):

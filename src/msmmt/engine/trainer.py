@@ -45,6 +45,7 @@ from msmmt.engine.history import HistoryWriter
 from msmmt.engine.metrics import scores
 from msmmt.engine.optim import build_optimizer, build_scheduler
 from msmmt.engine.pixel_head import fit_pixel_head
+from msmmt.engine.pretrain import pretrain_backbones
 from msmmt.engine.runtime import Precision, deterministic, seed_everything, select_device
 from msmmt.model import SeedEnsemble, build_model
 from msmmt.model.ensemble import member_config, member_seed
@@ -272,26 +273,29 @@ def fit(
     the K members of a :class:`~msmmt.model.ensemble.SeedEnsemble` are trained this way one
     after the other, member k with seed ``seed + 1000 k`` (member 0 is the single network of
     ``seed``), and their history rows carry their ``member`` (1..K). The pixel head, if any,
-    is fitted last. ``out_dir`` receives history.csv; ``on_epoch`` receives each epoch's
+    is fitted last. With ``cfg.train.pretrain.epochs`` each network's backbones are first
+    pretrained, label-free, on ``train`` (:mod:`msmmt.engine.pretrain`; ``info`` gets the
+    reconstruction losses). ``out_dir`` receives history.csv; ``on_epoch`` receives each epoch's
     history row as soon as it is done.
     """
     _check_sets(train, val)
     history = HistoryWriter(out_dir, on_epoch)
     if cfg.model.members > 1:
         model = SeedEnsemble(cfg.model)
-        best_epochs = []
+        best_epochs, info = [], {}
         for k, member in enumerate(model.members):
             member_cfg = cfg.model_copy(
                 update={"seed": member_seed(cfg.seed, k), "model": member_config(cfg.model)}
             )
-            trained, best = _train_network(member_cfg, train, val, history, progress, k + 1)
+            trained, best, facts = _train_network(member_cfg, train, val, history, progress, k + 1)
             member.load_state_dict(trained.state_dict())
             best_epochs.append(best)
+            info |= {f"{name}_member{k + 1}": value for name, value in facts.items()}
         model = model.to(select_device(cfg.device)).eval()
-        info: dict[str, float] = {f"best_epoch_member{k + 1}": b for k, b in enumerate(best_epochs)}
+        info |= {f"best_epoch_member{k + 1}": b for k, b in enumerate(best_epochs)}
     else:
-        model, best = _train_network(cfg, train, val, history, progress, None)
-        best_epochs, info = [best], {}
+        model, best, info = _train_network(cfg, train, val, history, progress, None)
+        best_epochs = [best]
     if cfg.model.pixel_blend > 0:
         info |= fit_pixel_head(model, train, cfg)
     return FitResult(model, history.rows, best_epochs[0], info)
@@ -304,16 +308,19 @@ def _train_network(
     history: HistoryWriter,
     progress: bool,
     member: int | None,
-) -> tuple[nn.Module, int]:
-    """Train the network ``build_model(cfg.model)`` with ``cfg.seed`` as :func:`fit` says;
-    append its epochs to ``history`` (with ``member`` when given). Returns the model in eval
-    mode and the 1-based epoch whose weights it holds."""
+) -> tuple[nn.Module, int, dict[str, float]]:
+    """Train the network ``build_model(cfg.model)`` with ``cfg.seed`` as :func:`fit` says,
+    after pretraining its backbones on the training clips when ``cfg.train.pretrain.epochs``
+    (:func:`~msmmt.engine.pretrain.pretrain_backbones`); append its epochs to ``history``
+    (with ``member`` when given). Returns the model in eval mode, the 1-based epoch whose
+    weights it holds and the pretraining's losses (empty without it)."""
     names, tc = class_names(cfg.data.class_set), cfg.train
     with deterministic(tc.deterministic):
         seed_everything(cfg.seed)
         train_ds, train_loader, val_ds, val_loader = _data(cfg, names, train, val)
         device = select_device(cfg.device)
         model = build_model(cfg.model).to(device)
+        info = pretrain_backbones(model, train_ds, cfg, progress).info if tc.pretrain.epochs else {}
         loss_fn = _loss_fn(cfg, train_ds.labels, len(names), device)
         optimizer = build_optimizer(model, tc)
         scheduler = build_scheduler(optimizer, tc, len(train_loader))
@@ -352,7 +359,7 @@ def _train_network(
         bar.close()
         best = stopper.restore(tested) if stopper is not None else None
         tested.eval()
-    return tested, best or ran
+    return tested, best or ran, info
 
 
 def predict_proba(

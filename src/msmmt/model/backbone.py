@@ -256,7 +256,9 @@ class ViTBackbone(nn.Module):
             return self._encode(list(images))
         return [self._encode([image])[0] for image in images]
 
-    def _embed(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Normalise ``(B, 3, h, w)`` in [0, 1], patch-embed it and add the class token and the
+        position embedding resampled to its grid: ``(B, 1 + gh gw, D)`` tokens and ``(gh, gw)``."""
         vit = self.vit
         x = vit.patch_embed((image - self.mean) / self.std)  # (B, gh, gw, D), padded if needed
         grid = (x.shape[1], x.shape[2])
@@ -265,7 +267,7 @@ class ViTBackbone(nn.Module):
 
     def _encode(self, images: list[torch.Tensor]) -> list[ScaleOutput]:
         """One pass over the packed token sequences of ``images``."""
-        embedded = [self._embed(image) for image in images]
+        embedded = [self.embed(image) for image in images]
         lengths = [tokens.shape[1] for tokens, _ in embedded]
         spans = _spans(lengths)
         x = torch.cat([tokens for tokens, _ in embedded], dim=1)
