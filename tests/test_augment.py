@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from msmmt.config import AugmentConfig
-from msmmt.engine.augment import AugmentParams, apply_pair, mix_batch, random_params, warp
+from msmmt.engine.augment import (
+    AugmentParams,
+    apply_pair,
+    erase_box,
+    mix_batch,
+    random_params,
+    warp,
+)
 
 
 def _rand(shape, seed=0):
@@ -122,6 +129,54 @@ def test_random_params_stay_in_range_and_follow_the_generator():
     assert random_params(no_flip, torch.Generator().manual_seed(0)) == AugmentParams(
         0.0, 1.0, False
     )
+
+
+# --- random erasing ---------------------------------------------------------------------
+
+
+def test_erase_boxes_follow_the_stated_area_and_aspect_ranges():
+    rng = np.random.default_rng(0)
+    boxes = [erase_box(*rng.random(4)) for _ in range(2000)]
+    h = np.array([b[1] - b[0] for b in boxes])
+    w = np.array([b[3] - b[2] for b in boxes])
+    assert min(b[0] for b in boxes) >= 0 and max(b[1] for b in boxes) <= 1 + 1e-12
+    assert min(b[2] for b in boxes) >= 0 and max(b[3] for b in boxes) <= 1 + 1e-12
+    unclipped = (h < 1) & (w < 1)
+    area, aspect = (h * w)[unclipped], (h / w)[unclipped]
+    assert area.min() >= 0.02 - 1e-12 and area.max() <= 1 / 3 + 1e-12
+    assert abs(area.mean() - (0.02 + 1 / 3) / 2) < 0.01  # uniform area
+    assert abs(np.log(aspect).mean()) < 0.05  # log-uniform aspect, symmetric about 1
+    assert aspect.min() >= 0.3 - 1e-9 and aspect.max() <= 1 / 0.3 + 1e-9
+    # hand check: area 0.25 and aspect 1 (u = 0.5 on the log scale) -> a 0.5 x 0.5 box
+    u_area = (0.25 - 0.02) / (1 / 3 - 0.02)
+    top, bottom, left, right = erase_box(u_area, 0.5, 1.0, 0.0)
+    assert (top, bottom, left, right) == pytest.approx((0.5, 1.0, 0.0, 0.5))
+
+
+def test_erasing_sets_the_same_box_of_both_images_to_their_channel_medians():
+    texture, motion = _rand((3, 8, 10), 3), _rand((3, 8, 10), 4)
+    box = (0.25, 0.75, 0.1, 0.5)  # rows 2..5, columns 1..4
+    t2, m2 = apply_pair(texture, motion, AugmentParams(erase=box))
+    for before, after in ((texture, t2), (motion, m2)):
+        inside = torch.zeros(8, 10, dtype=torch.bool)
+        inside[2:6, 1:5] = True
+        for c in range(3):
+            lower_median = float(np.sort(before[c].numpy().ravel())[39])  # 80 pixels: the 40th
+            values = after[c][inside]
+            assert torch.all(values == values[0])
+            assert float(values[0]) == pytest.approx(lower_median, abs=1e-5)
+        assert torch.allclose(after[:, ~inside], before[:, ~inside], atol=1e-5)  # identity warp
+
+
+def test_erasing_draws_leave_the_other_draws_unchanged():
+    base = AugmentConfig(rotation=10.0, flip=True, scale=(0.9, 1.1))
+    with_erase = base.model_copy(update={"erase": 0.5})
+    plain = [random_params(base, torch.Generator().manual_seed(i)) for i in range(200)]
+    erased = [random_params(with_erase, torch.Generator().manual_seed(i)) for i in range(200)]
+    for a, b in zip(plain, erased, strict=True):
+        assert (a.angle, a.scale, a.flip) == (b.angle, b.scale, b.flip)
+    assert all(a.erase is None for a in plain)
+    assert 0.4 < np.mean([b.erase is not None for b in erased]) < 0.6
 
 
 # --- mixup / CutMix ----------------------------------------------------------------------

@@ -252,6 +252,11 @@ class AugmentConfig(_Section):
     """CutMix (Yun et al. 2019): paste one box of the paired clip (the same box in both
     modalities; area ``1 - lam``, ``lam ~ Beta(a, a)``), loss as for mixup; 0 = off. With
     both on, each batch uses one of the two at random."""
+    erase: float = Field(0.0, ge=0.0, le=1.0)
+    """Random erasing (Zhong et al. 2020): with this probability per clip, one box (area
+    ``U[0.02, 1/3]`` of the image, aspect ratio log-uniform in ``[0.3, 3.3]``, position uniform)
+    of both images is set to each channel's median, for the motion image about its no-motion
+    value; the same box in both modalities; 0 = off."""
 
 
 class PretrainConfig(_Section):

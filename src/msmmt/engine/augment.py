@@ -3,7 +3,8 @@
 Both images of a clip get the *same* random rotation (uniform in
 [-rotation, rotation] degrees, counter-clockwise as displayed), scale change
 (uniform in [scale0, scale1], > 1 enlarges) and horizontal flip, so the two
-modalities stay registered.
+modalities stay registered. Random erasing (``AugmentConfig.erase``) then sets the same box of
+both to each channel's median.
 
 A horizontal flip mirrors the motion field as well as the picture: the flow's
 horizontal component u changes sign. The motion image stores u in channel 0,
@@ -32,27 +33,80 @@ import torch.nn.functional as F
 
 from msmmt.config import AugmentConfig
 
-__all__ = ["AugmentParams", "apply_pair", "flip_motion", "mix_batch", "random_params", "warp"]
+__all__ = [
+    "AugmentParams",
+    "apply_pair",
+    "erase",
+    "erase_box",
+    "flip_motion",
+    "mix_batch",
+    "random_params",
+    "warp",
+]
+
+
+ERASE_AREA = (0.02, 1.0 / 3.0)
+"""Range of the erased box's share of the image (random erasing's defaults, as timm's)."""
+ERASE_ASPECT = (0.3, 1.0 / 0.3)
+"""Range of its height / width ratio, drawn log-uniformly."""
 
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """One draw of the augmentation: angle in degrees, scale factor, flip or not."""
+    """One draw of the augmentation: angle in degrees, scale factor, flip or not, and the box
+    to erase as fractions of the image ``(top, bottom, left, right)`` (None: no erasing)."""
 
     angle: float = 0.0
     scale: float = 1.0
     flip: bool = False
+    erase: tuple[float, float, float, float] | None = None
 
 
 def random_params(cfg: AugmentConfig, generator: torch.Generator) -> AugmentParams:
-    """Draw angle ~ U[-rotation, rotation], scale ~ U[scale0, scale1], flip ~ Bernoulli(1/2)."""
+    """Draw angle ~ U[-rotation, rotation], scale ~ U[scale0, scale1], flip ~ Bernoulli(1/2)
+    and, with probability ``cfg.erase``, a box to erase (:func:`erase_box`). Without erasing
+    the draws are those of a config without the option (the generator is read no further)."""
     u = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
     lo, hi = cfg.scale
+    box = None
+    if cfg.erase > 0:
+        e = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
+        if e[0] < cfg.erase:
+            box = erase_box(*e[1:])
     return AugmentParams(
         angle=(2.0 * u[0] - 1.0) * cfg.rotation,
         scale=lo + (hi - lo) * u[1],
         flip=bool(cfg.flip and u[2] < 0.5),
+        erase=box,
     )
+
+
+def erase_box(u_area: float, u_aspect: float, u_y: float, u_x: float) -> tuple[float, float, float, float]:
+    """The erased box from four uniforms in [0, 1): area ``a`` uniform in :data:`ERASE_AREA`,
+    aspect ``r = h / w`` log-uniform in :data:`ERASE_ASPECT`, sides ``sqrt(a r)`` and
+    ``sqrt(a / r)`` (each at most 1), placed uniformly inside the unit square; returns
+    ``(top, bottom, left, right)`` as fractions of the image."""
+    area = ERASE_AREA[0] + (ERASE_AREA[1] - ERASE_AREA[0]) * u_area
+    log_lo, log_hi = math.log(ERASE_ASPECT[0]), math.log(ERASE_ASPECT[1])
+    aspect = math.exp(log_lo + (log_hi - log_lo) * u_aspect)
+    h, w = min(1.0, math.sqrt(area * aspect)), min(1.0, math.sqrt(area / aspect))
+    top, left = u_y * (1.0 - h), u_x * (1.0 - w)
+    return top, top + h, left, left + w
+
+
+def erase(image: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:
+    """``image`` (C x H x W) with the pixels of ``box`` (fractions, as :func:`erase_box`;
+    rounded to whole pixels, at least one) set to each channel's median over the image.
+
+    The motion image's u and v are min-max scaled per image, so their no-motion value is not a
+    fixed grey level; most of a face does not move, so the median is close to it (and to the
+    strain's floor)."""
+    _, h, w = image.shape
+    y0, x0 = int(round(box[0] * h)), int(round(box[2] * w))
+    y1, x1 = max(int(round(box[1] * h)), y0 + 1), max(int(round(box[3] * w)), x0 + 1)
+    out = image.clone()
+    out[:, y0:y1, x0:x1] = image.flatten(1).median(dim=1).values[:, None, None]
+    return out
 
 
 def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
@@ -101,6 +155,8 @@ def apply_pair(
         texture, motion = warp(texture, params), warp(motion, params)
     if params.flip:
         motion = flip_motion(motion)
+    if params.erase is not None:
+        texture, motion = erase(texture, params.erase), erase(motion, params.erase)
     return texture, motion
 
 
