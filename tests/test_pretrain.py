@@ -2,6 +2,8 @@
 the hidden patches' error, pretraining learns to reconstruct unseen images better than their
 mean, and fit pretrains on the training clips only (docs/METHOD.md, "Label-free pretraining")."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from msmmt.data.readers import filter_class_set, read_dataset
 from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.pretrain import pretrain_backbones
 from msmmt.engine.trainer import fit
+from msmmt.evaluation.fit_predict import train_and_predict
+from msmmt.evaluation.runner import run_folds
 from msmmt.model import build_model
 from msmmt.model.backbone import build_backbone
 from msmmt.model.mae import MaskedAutoencoder, patchify, random_keep
@@ -167,12 +171,16 @@ def test_fit_pretrains_on_the_training_clips_only(tmp_path):
     assert result.history[0]["train_loss"] != plain.history[0]["train_loss"]
 
 
-def test_ensemble_members_each_pretrain(tmp_path):
-    samples = _ramp_samples(tmp_path, 12, seed=4)
+def test_ensemble_members_each_pretrain_and_folds_record_it(tmp_path):
+    samples = _ramp_samples(tmp_path, 8, seed=4, subjects=2)
+    run = tmp_path / "run"
     with one_thread():
-        result = fit(_cfg(1, members=2), samples, progress=False)
-    first = [result.info[f"pretrain_loss_first_motion_member{k}"] for k in (1, 2)]
-    assert first[0] != first[1]  # each member with its own seed
+        run_folds(_cfg(1, members=2), samples, run, train_and_predict, progress=False)
+    for fold in sorted(run.glob("folds/*")):
+        done = json.loads((fold / "done.json").read_text())
+        first = [done[f"pretrain_loss_first_motion_member{k}"] for k in (1, 2)]
+        assert first[0] != first[1]  # each member with its own seed
+        assert done["pretrain_loss_last_motion_member2"] > 0
 
 
 def test_config_checks_decoder_heads():
