@@ -183,6 +183,14 @@ def test_ensemble_members_each_pretrain_and_folds_record_it(tmp_path):
         assert done["pretrain_loss_last_motion_member2"] > 0
 
 
+def test_too_few_patches_is_a_clear_error(tmp_path):
+    samples = _ramp_samples(tmp_path, 4, seed=5)
+    cfg = _cfg(1).model_copy(deep=True)
+    cfg.model.scales = [3]  # 16 px / 3 = 5 px: 2 x 2 padded patches for the ViT, 1 whole one for MAE
+    with pytest.raises(ValueError, match="fewer than 2 patches"):
+        pretrain_backbones(build_model(cfg.model), ModalityDataset(samples, None, 16), cfg, False)
+
+
 def test_config_checks_decoder_heads():
     assert PretrainConfig().epochs == 0  # off unless asked for
     with pytest.raises(ValidationError, match="divisible"):

@@ -65,12 +65,17 @@ def pretrain_backbones(
         streams = model.streams[key]
         modalities = list(dict.fromkeys(m for m, _ in streams))
         side = scale_size(cfg.model.img_size, min(s for _, s in streams))
-        side -= side % backbone.patch_size[0]
+        patch = backbone.patch_size[0]
+        side -= side % patch
+        if (side // patch) ** 2 < 2:
+            raise ValueError(
+                f"train.pretrain: the {key} backbone's finest scale gives {side}x{side} px, "
+                f"fewer than 2 patches of {patch} px; use a larger model.img_size or no pretraining"
+            )
         mae = MaskedAutoencoder(
             backbone, mask_ratio=pc.mask_ratio, decoder_dim=pc.decoder_dim,
             decoder_depth=pc.decoder_depth, decoder_heads=pc.decoder_heads,
         ).to(device)
-        mae.n_keep((side // backbone.patch_size[0]) ** 2)  # fails early on a single patch
         optimizer = build_optimizer(mae, schedule)
         scheduler = build_scheduler(optimizer, schedule, len(loader))
         mae.train()
