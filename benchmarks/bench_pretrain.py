@@ -45,6 +45,7 @@ from msmmt.evaluation.runner import build_folds
 from msmmt.evaluation.uncertainty import paired_difference, run_predictions
 from msmmt.model import build_model
 from msmmt.model.mae import patchify, random_keep
+from msmmt.model.msmmt import resize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record  # noqa: E402
@@ -96,14 +97,14 @@ def main() -> None:
         result = pretrain_backbones(model, dataset, cfg, progress=False)
         seconds.append((time.perf_counter() - start) / cfg.train.pretrain.epochs)
         mae, side = result.autoencoders["motion"], result.sides["motion"]
-        held_out = torch.nn.functional.interpolate(motion[test], size=(side, side), mode="bilinear",
-                                                   antialias=True) if side != motion.shape[-1] else motion[test]
+        held_out = resize(motion[test], side)
         torch.manual_seed(1)
         n = (side // mae.patch) ** 2
         keep = random_keep(len(test), n, mae.n_keep(n))
         with torch.no_grad():
             out = mae(held_out, keep)
-        mean_patch = patchify((motion[train] - 0.5) / 0.5, mae.patch).mean(0, keepdim=True)
+        mean_patch = patchify(mae.backbone.normalise(resize(motion[train], side)), mae.patch).mean(
+            0, keepdim=True)
         hidden = out.mask
         errors["mae"].append(((out.prediction - out.target) ** 2).mean(-1)[hidden])
         errors["mean"].append(((mean_patch - out.target) ** 2).mean(-1)[hidden])

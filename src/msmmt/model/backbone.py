@@ -256,11 +256,15 @@ class ViTBackbone(nn.Module):
             return self._encode(list(images))
         return [self._encode([image])[0] for image in images]
 
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """``(image - mean) / std`` with the backbone's channel statistics: what it sees."""
+        return (image - self.mean) / self.std
+
     def embed(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Normalise ``(B, 3, h, w)`` in [0, 1], patch-embed it and add the class token and the
         position embedding resampled to its grid: ``(B, 1 + gh gw, D)`` tokens and ``(gh, gw)``."""
         vit = self.vit
-        x = vit.patch_embed((image - self.mean) / self.std)  # (B, gh, gw, D), padded if needed
+        x = vit.patch_embed(self.normalise(image))  # (B, gh, gw, D), padded if needed
         grid = (x.shape[1], x.shape[2])
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))  # position embedding resampled to grid
         return x, grid

@@ -126,7 +126,7 @@ class MaskedAutoencoder(nn.Module):
     def forward(self, image: torch.Tensor, keep: torch.Tensor | None = None) -> MAEOutput:
         """Reconstruct ``(B, 3, H, W)`` images in [0, 1] (sides multiples of the patch) from
         the patches ``keep`` (``(B, n_keep)`` indices; drawn by :func:`random_keep` if None)."""
-        target = patchify((image - self.backbone.mean) / self.backbone.std, self.patch)
+        target = patchify(self.backbone.normalise(image), self.patch)
         b, n = target.shape[:2]
         grid = (image.shape[-2] // self.patch, image.shape[-1] // self.patch)
         if keep is None:
