@@ -15,7 +15,7 @@ Variants:
 * ``cv``: C chosen per fold among 0.01, 0.1 and 1 by a subject-grouped 5-fold cross-validation
   on the fold's training clips (UF1), nothing from the test subject;
 * ``flip``: the training clips plus their mirror images (picture mirrored, u negated:
-  :func:`msmmt.engine.augment.flip_motion`), and the test clip's probabilities averaged with
+  :func:`msmmt.model.mirror.flip_motion`), and the test clip's probabilities averaged with
   its mirror's;
 * ``flip+cv``: both.
 
@@ -39,13 +39,13 @@ from msmmt.config import load_config
 from msmmt.core.labels import class_names
 from msmmt.core.threads import limit_threads
 from msmmt.data.readers import read_for_training
-from msmmt.engine.augment import flip_motion
 from msmmt.engine.baselines import pixel_classifier
 from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.metrics import scores
 from msmmt.evaluation.results import load_run
 from msmmt.evaluation.runner import build_folds
 from msmmt.evaluation.uncertainty import paired_difference, run_predictions
+from msmmt.model.mirror import flip_motion
 from msmmt.model.pixel_head import PixelHead, blend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

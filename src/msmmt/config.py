@@ -192,6 +192,12 @@ class ModelConfig(_Section):
     the ViT. 0 (default): no pixel head; needs the motion modality."""
     pixel_size: int = Field(28, ge=4)
     """Side S the motion image is resampled to (bicubic) for the pixel head (3 S^2 features)."""
+    tta_flip: bool = False
+    """Test-time mirroring: in eval mode the ViT's class probabilities are the mean of those of
+    the clip and of its mirror image (both images flipped, the flow's u negated;
+    docs/METHOD.md, "Test-time mirroring"), ``logits = log mean(softmax(l(x)),
+    softmax(l(mirror x)))``; twice the ViT's inference cost. The pixel head sees the clip only
+    (it is not trained on mirrored clips). False (default): the clip only."""
     members: int = Field(1, ge=1, le=16)
     """K networks trained apart with seeds ``seed + 1000 k`` (k = 0..K-1; member 0 is the
     single network of the same seed) whose softmax probabilities are averaged, a seed

@@ -7,11 +7,8 @@ modalities stay registered. Random erasing (``AugmentConfig.erase``) then sets t
 both to each channel's median.
 
 A horizontal flip mirrors the motion field as well as the picture: the flow's
-horizontal component u changes sign. The motion image stores u in channel 0,
-min-max scaled per image to [0, 1], s = (u - min u) / (max u - min u); for -u
-the same scaling gives (max u - u) / (max u - min u) = 1 - s. So a flip maps
-channel 0 to 1 - x exactly, and leaves v and the strain magnitude unchanged.
-(A rotation would also turn the flow vectors by the angle, but per-image
+horizontal component u changes sign, which maps the motion image's channel 0 to 1 - x
+(:func:`msmmt.model.mirror.flip_motion`). (A rotation would also turn the flow vectors by the angle, but per-image
 min-max scaling has discarded the offsets of u and v, so the vectors cannot be
 rotated back; like the paper we only move the pixels, and keep the angle small.)
 
@@ -32,13 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from msmmt.config import AugmentConfig
+from msmmt.model.mirror import flip_motion
 
 __all__ = [
     "AugmentParams",
     "apply_pair",
     "erase",
     "erase_box",
-    "flip_motion",
     "mix_batch",
     "random_params",
     "warp",
@@ -136,13 +133,6 @@ def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         image.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
     return out.squeeze(0)
-
-
-def flip_motion(motion: torch.Tensor) -> torch.Tensor:
-    """The sign change of u under a horizontal flip: channel 0 x -> 1 - x (values in [0, 1])."""
-    out = motion.clone()
-    out[0] = 1.0 - out[0]
-    return out
 
 
 def apply_pair(

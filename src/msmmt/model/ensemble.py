@@ -17,13 +17,11 @@ each member's training).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from msmmt.config import ModelConfig
-from msmmt.model.msmmt import MSMMT, MSMMTOutput
+from msmmt.model.msmmt import MSMMT, MSMMTOutput, mean_probability_logits
 from msmmt.model.pixel_head import PixelHead
 
 __all__ = ["SeedEnsemble", "member_config", "member_seed"]
@@ -74,8 +72,7 @@ class SeedEnsemble(nn.Module):
         """Run every member on the batch; ``logits = log mean_k softmax(logits_k)``, patch
         weights averaged, and the pixel head's logits when it is fitted."""
         outputs = [member(texture, motion) for member in self.members]
-        log_p = torch.stack([torch.log_softmax(o.logits.float(), dim=1) for o in outputs])
-        logits = torch.logsumexp(log_p, dim=0) - math.log(len(outputs))
+        logits = mean_probability_logits([o.logits for o in outputs])
         weights = {
             key: torch.stack([o.patch_weights[key] for o in outputs]).mean(0)
             for key in outputs[0].patch_weights

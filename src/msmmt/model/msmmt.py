@@ -25,6 +25,7 @@ As timm's models, :class:`MSMMT` splits its pass in two: :meth:`MSMMT.forward_fe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -34,9 +35,17 @@ from torch import nn
 
 from msmmt.config import ModelConfig
 from msmmt.model.backbone import ViTBackbone, build_backbone
+from msmmt.model.mirror import mirror
 from msmmt.model.pixel_head import PixelHead, blend
 
-__all__ = ["MSMMT", "MSMMTFeatures", "MSMMTOutput"]
+__all__ = ["MSMMT", "MSMMTFeatures", "MSMMTOutput", "mean_probability_logits"]
+
+
+def mean_probability_logits(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``log mean_k softmax(logits_k)``: logits whose softmax is the mean of the K views' or
+    networks' class probabilities (seed ensemble, test-time mirroring; docs/METHOD.md)."""
+    log_p = torch.stack([torch.log_softmax(x.float(), dim=1) for x in logits])
+    return torch.logsumexp(log_p, dim=0) - math.log(len(logits))
 
 
 @dataclass
@@ -237,6 +246,12 @@ class MSMMT(nn.Module):
         With a fitted pixel head the output also carries its logits on ``motion``.
         """
         output = self.forward_head(self.forward_features({"texture": texture, "motion": motion}))
+        if self.cfg.tta_flip and not self.training:
+            flipped_texture, flipped_motion = mirror(texture, motion)
+            flipped = self.forward_head(
+                self.forward_features({"texture": flipped_texture, "motion": flipped_motion})
+            )
+            output.logits = mean_probability_logits([output.logits, flipped.logits])
         return output.with_pixel_head(self.pixel_head, motion, self.cfg.pixel_blend)
 
     @property
