@@ -17,7 +17,11 @@ Variants:
 * ``flip``: the training clips plus their mirror images (picture mirrored, u negated:
   :func:`msmmt.model.mirror.flip_motion`), and the test clip's probabilities averaged with
   its mirror's;
-* ``flip+cv``: both.
+* ``flip+cv``: both;
+* ``svm``: the ``svm`` baseline's RBF SVM (``baseline.C``, gamma "scale", balanced) with
+  Platt-scaled probabilities (sigmoid calibration, 5-fold within the training clips) instead of
+  the logistic regression;
+* ``lr+svm``: the mean of the ``base`` and ``svm`` heads' probabilities.
 
     .venv/bin/python benchmarks/bench_pixel_head_variants.py runs/loso_cpu_small_refit \
         runs/loso_seed1000 --dataset composite-release --data DATA --variants base cv flip
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GroupKFold
 
 from msmmt.config import load_config
@@ -76,9 +81,18 @@ def _proba(model, x: np.ndarray, n_classes: int) -> np.ndarray:
     return p
 
 
+def _svm_proba(cfg, xs: np.ndarray, ys: np.ndarray, xt: np.ndarray) -> np.ndarray:
+    """The ``svm`` baseline's pipeline with Platt-scaled probabilities, fitted on ``xs``."""
+    svm = pixel_classifier(cfg.baseline.model_copy(update={"kind": "svm"}), cfg.seed)
+    svm.steps[-1] = ("svc", CalibratedClassifierCV(svm[-1], method="sigmoid", cv=5, ensemble=False))
+    return _proba(svm.fit(xs, ys), xt, 3)
+
+
 def head_variant(variant, cfg, x, x_mirror, y, subjects, train, test) -> tuple[np.ndarray, float]:
     """Test probabilities of one variant fitted on the rows ``train``; the C it used."""
     xs, ys, groups = x[train], y[train], subjects[train]
+    if variant == "svm":
+        return _svm_proba(cfg, xs, ys, x[test]), cfg.baseline.C
     if variant.startswith("flip"):
         xs, ys, groups = np.vstack([xs, x_mirror[train]]), np.tile(ys, 2), np.tile(groups, 2)
     c = cfg.baseline.C
@@ -90,6 +104,8 @@ def head_variant(variant, cfg, x, x_mirror, y, subjects, train, test) -> tuple[n
     p = _proba(model, x[test], 3)
     if variant.startswith("flip"):
         p = (p + _proba(model, x_mirror[test], 3)) / 2
+    if variant == "lr+svm":
+        p = (p + _svm_proba(cfg, xs, ys, x[test])) / 2
     return p, c
 
 
