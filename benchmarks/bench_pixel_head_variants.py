@@ -166,7 +166,7 @@ def main() -> None:
         d_head = paired_difference(predictions(head_p), stored_head)
         d_blend = paired_difference(mixed, reference)
         rows.append({
-            "variant": variant, "runs": " + ".join(r.name for r in args.runs),
+            "variant": variant, "runs": " + ".join(f"{r.parent.name}/{r.name}" for r in args.runs),
             "head_uf1": round(_uf1(predictions(head_p)), 4),
             "head_minus_stored": round(d_head.difference, 4),
             "head_ci": f"[{d_head.lo:+.3f}, {d_head.hi:+.3f}]",
