@@ -7,10 +7,11 @@ modalities stay registered. Random erasing (``AugmentConfig.erase``) then sets t
 both to each channel's median.
 
 A horizontal flip mirrors the motion field as well as the picture: the flow's
-horizontal component u changes sign, which maps the motion image's channel 0 to 1 - x
-(:func:`msmmt.model.mirror.flip_motion`). (A rotation would also turn the flow vectors by the angle, but per-image
-min-max scaling has discarded the offsets of u and v, so the vectors cannot be
-rotated back; like the paper we only move the pixels, and keep the angle small.)
+horizontal component u changes sign, which maps the motion image's channel 0 to
+1 - x (:func:`msmmt.model.mirror.flip_motion`). (A rotation would also turn the
+flow vectors by the angle, but per-image min-max scaling has discarded the offsets
+of u and v, so the vectors cannot be rotated back; like the paper we only move the
+pixels, and keep the angle small.)
 
 :func:`mix_batch` mixes whole batches (mixup, CutMix), again with the same pairing,
 weight and box for both modalities (docs/METHOD.md, "Training").
