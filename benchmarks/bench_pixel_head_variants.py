@@ -15,7 +15,7 @@ Variants:
 * ``cv``: C chosen per fold among 0.01, 0.1 and 1 by a subject-grouped 5-fold cross-validation
   on the fold's training clips (UF1), nothing from the test subject;
 * ``flip``: the training clips plus their mirror images (picture mirrored, u negated:
-  :func:`msmmt.model.mirror.flip_motion`), and the test clip's probabilities averaged with
+  :func:`msmmt.model.mirror.mirror`), and the test clip's probabilities averaged with
   its mirror's;
 * ``flip+cv``: both;
 * ``svm``: the ``svm`` baseline's RBF SVM (``baseline.C``, gamma "scale", balanced) with
@@ -50,7 +50,7 @@ from msmmt.engine.metrics import scores
 from msmmt.evaluation.results import load_run
 from msmmt.evaluation.runner import build_folds
 from msmmt.evaluation.uncertainty import paired_difference, run_predictions
-from msmmt.model.mirror import flip_motion
+from msmmt.model.mirror import mirror
 from msmmt.model.pixel_head import PixelHead, blend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,7 +134,7 @@ def main() -> None:
     motion = torch.stack([dataset[i][1] for i in range(len(dataset))])
     head = PixelHead(cfg.model.num_classes, cfg.model.pixel_size)
     x = head.features(motion).double().numpy()
-    x_mirror = head.features(torch.stack([flip_motion(m) for m in motion.flip(-1)])).double().numpy()
+    x_mirror = head.features(mirror(None, motion)[1]).double().numpy()
     y, subjects = dataset.labels, np.array([s.subject for s in samples])
 
     tables = [_fold_tables(run) for run in args.runs]
