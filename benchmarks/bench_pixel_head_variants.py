@@ -21,7 +21,10 @@ Variants:
 * ``svm``: the ``svm`` baseline's RBF SVM (``baseline.C``, gamma "scale", balanced) with
   Platt-scaled probabilities (sigmoid calibration, 5-fold within the training clips) instead of
   the logistic regression;
-* ``lr+svm``: the mean of the ``base`` and ``svm`` heads' probabilities.
+* ``lr+svm``: the mean of the ``base`` and ``svm`` heads' probabilities;
+* ``S=<s>``: the logistic regression on the motion image resampled to s x s instead of S x S;
+* ``pyramid``: the logistic regression on S x S, S/2 x S/2 and S/4 x S/4 resamplings
+  side by side (coarser copies: features less sensitive to a misaligned face).
 
     .venv/bin/python benchmarks/bench_pixel_head_variants.py runs/loso_cpu_small_refit \
         runs/loso_seed1000 --dataset composite-release --data DATA --variants base cv flip
@@ -89,7 +92,10 @@ def _svm_proba(cfg, xs: np.ndarray, ys: np.ndarray, xt: np.ndarray) -> np.ndarra
 
 
 def head_variant(variant, cfg, x, x_mirror, y, subjects, train, test) -> tuple[np.ndarray, float]:
-    """Test probabilities of one variant fitted on the rows ``train``; the C it used."""
+    """Test probabilities of one variant fitted on the rows ``train``; the C it used.
+
+    ``x`` maps a feature set (``"base"``, ``"S=<s>"``, ``"pyramid"``) to its rows."""
+    x = x.get(variant, x["base"])
     xs, ys, groups = x[train], y[train], subjects[train]
     if variant == "svm":
         return _svm_proba(cfg, xs, ys, x[test]), cfg.baseline.C
@@ -132,8 +138,18 @@ def main() -> None:
     index = {s.key: i for i, s in enumerate(samples)}
     dataset = ModalityDataset(samples, classes, cfg.model.img_size)
     motion = torch.stack([dataset[i][1] for i in range(len(dataset))])
-    head = PixelHead(cfg.model.num_classes, cfg.model.pixel_size)
-    x = head.features(motion).double().numpy()
+    size = cfg.model.pixel_size
+
+    def pixels(s: int) -> np.ndarray:
+        return PixelHead(cfg.model.num_classes, s).features(motion).double().numpy()
+
+    x = {"base": pixels(size)}
+    for variant in args.variants:
+        if variant.startswith("S="):
+            x[variant] = pixels(int(variant[2:]))
+        elif variant == "pyramid":
+            x[variant] = np.hstack([pixels(size), pixels(size // 2), pixels(size // 4)])
+    head = PixelHead(cfg.model.num_classes, size)
     x_mirror = head.features(mirror(None, motion)[1]).double().numpy()
     y, subjects = dataset.labels, np.array([s.subject for s in samples])
 
