@@ -8,8 +8,10 @@ import torch
 
 from msmmt.config import AugmentConfig
 from msmmt.engine.augment import (
+    ELASTIC_POINTS,
     AugmentParams,
     apply_pair,
+    elastic_field,
     erase_box,
     mix_batch,
     random_params,
@@ -177,6 +179,71 @@ def test_erasing_draws_leave_the_other_draws_unchanged():
         assert (a.angle, a.scale, a.flip) == (b.angle, b.scale, b.flip)
     assert all(a.erase is None for a in plain)
     assert 0.4 < np.mean([b.erase is not None for b in erased]) < 0.6
+
+
+# --- elastic warp -----------------------------------------------------------------------
+
+
+def _uniform_shift(dx_px: float, dy_px: float, h: int, w: int) -> tuple[float, ...]:
+    k2 = ELASTIC_POINTS**2
+    return (dx_px / w,) * k2 + (dy_px / h,) * k2
+
+
+def test_a_constant_elastic_field_is_a_translation_by_it():
+    img = _rand((3, 12, 16), 5)
+    out = warp(img, AugmentParams(elastic=_uniform_shift(2.0, 1.0, 12, 16)))
+    # output (x, y) reads input (x + 2, y + 1): compare where that stays inside the image
+    assert torch.allclose(out[:, :-1, :-2], img[:, 1:, 2:], atol=1e-5)
+
+
+def test_elastic_field_passes_through_its_control_points_in_pixels():
+    rng = np.random.default_rng(0)
+    d = tuple(rng.normal(0.0, 0.02, 2 * ELASTIC_POINTS**2))
+    h, w = 31, 46  # (31 - 1) and (46 - 1) divisible by K - 1 = 3: control points on pixels
+    field = elastic_field(d, h, w).numpy()
+    k = ELASTIC_POINTS
+    dx, dy = np.array(d[: k * k]).reshape(k, k), np.array(d[k * k:]).reshape(k, k)
+    rows, cols = np.arange(k) * (h - 1) // (k - 1), np.arange(k) * (w - 1) // (k - 1)
+    assert np.allclose(field[np.ix_(rows, cols)][..., 0], dx * w, atol=1e-9)
+    assert np.allclose(field[np.ix_(rows, cols)][..., 1], dy * h, atol=1e-9)
+    # smooth between them: neighbouring pixels differ by far less than the control values
+    assert np.abs(np.diff(field, axis=1)).max() < 0.2 * np.abs(field).max()
+
+
+def test_warp_moves_each_pixel_by_the_elastic_field():
+    """Warp an image of its own coordinates: output(p) - p is the displacement read at p."""
+    h = w = 64
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                            torch.arange(w, dtype=torch.float64), indexing="ij")
+    coords = torch.stack([xs, ys, xs])
+    params = random_params(AugmentConfig(rotation=0.0, flip=False, scale=(1.0, 1.0), elastic=0.02),
+                           torch.Generator().manual_seed(7))
+    moved = warp(coords, params) - coords
+    field = elastic_field(params.elastic, h, w)
+    inner = (slice(4, -4), slice(4, -4))  # away from the replicated border
+    assert torch.allclose(moved[0][inner], field[..., 0][inner], atol=1e-6)
+    assert torch.allclose(moved[1][inner], field[..., 1][inner], atol=1e-6)
+
+
+def test_elastic_draws_have_the_stated_spread_and_leave_the_other_draws_unchanged():
+    base = AugmentConfig(rotation=10.0, flip=True, scale=(0.9, 1.1), erase=0.5)
+    bent = base.model_copy(update={"elastic": 0.03})
+    plain = [random_params(base, torch.Generator().manual_seed(i)) for i in range(300)]
+    drawn = [random_params(bent, torch.Generator().manual_seed(i)) for i in range(300)]
+    for a, b in zip(plain, drawn, strict=True):
+        assert (a.angle, a.scale, a.flip, a.erase) == (b.angle, b.scale, b.flip, b.erase)
+    assert all(a.elastic is None for a in plain)
+    values = np.array([b.elastic for b in drawn])
+    assert values.shape == (300, 2 * ELASTIC_POINTS**2)
+    assert abs(values.std() - 0.03) < 0.002 and abs(values.mean()) < 0.002
+
+
+def test_elastic_warp_bends_both_images_of_a_clip_alike():
+    img = _rand((3, 16, 16), 9)
+    params = random_params(AugmentConfig(rotation=0.0, flip=False, scale=(1.0, 1.0), elastic=0.05),
+                           torch.Generator().manual_seed(1))
+    t2, m2 = apply_pair(img, img.clone(), params)
+    assert torch.equal(t2, m2) and not torch.allclose(t2, img, atol=1e-3)
 
 
 # --- mixup / CutMix ----------------------------------------------------------------------

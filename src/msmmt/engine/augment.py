@@ -3,15 +3,20 @@
 Both images of a clip get the *same* random rotation (uniform in
 [-rotation, rotation] degrees, counter-clockwise as displayed), scale change
 (uniform in [scale0, scale1], > 1 enlarges) and horizontal flip, so the two
-modalities stay registered. Random erasing (``AugmentConfig.erase``) then sets the same box of
-both to each channel's median.
+modalities stay registered. An elastic warp (``AugmentConfig.elastic``) can join them: a smooth
+random displacement field, the same for both images, from a ``K x K`` grid of control points
+(:data:`ELASTIC_POINTS`) with independent N(0, (elastic * side)^2) displacements per axis,
+interpolated bicubically over the image (Simard et al. 2003, on a coarse grid: it bends the
+face's parts against each other as faces of different people differ after alignment). Random
+erasing (``AugmentConfig.erase``) then sets the same box of both to each channel's median.
 
 A horizontal flip mirrors the motion field as well as the picture: the flow's
 horizontal component u changes sign, which maps the motion image's channel 0 to
 1 - x (:func:`msmmt.model.mirror.flip_motion`). (A rotation would also turn the
 flow vectors by the angle, but per-image min-max scaling has discarded the offsets
 of u and v, so the vectors cannot be rotated back; like the paper we only move the
-pixels, and keep the angle small.)
+pixels, and keep the angle small. The same holds for the elastic warp's local turns and
+stretches.)
 
 :func:`mix_batch` mixes whole batches (mixup, CutMix), again with the same pairing,
 weight and box for both modalities (docs/METHOD.md, "Training").
@@ -33,8 +38,10 @@ from msmmt.config import AugmentConfig
 from msmmt.model.mirror import flip_motion
 
 __all__ = [
+    "ELASTIC_POINTS",
     "AugmentParams",
     "apply_pair",
+    "elastic_field",
     "erase",
     "erase_box",
     "mix_batch",
@@ -47,23 +54,29 @@ ERASE_AREA = (0.02, 1.0 / 3.0)
 """Range of the erased box's share of the image (random erasing's defaults, as timm's)."""
 ERASE_ASPECT = (0.3, 1.0 / 0.3)
 """Range of its height / width ratio, drawn log-uniformly."""
+ELASTIC_POINTS = 4
+"""Control points per side of the elastic warp's grid (spanning the image, corners included)."""
 
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """One draw of the augmentation: angle in degrees, scale factor, flip or not, and the box
-    to erase as fractions of the image ``(top, bottom, left, right)`` (None: no erasing)."""
+    """One draw of the augmentation: angle in degrees, scale factor, flip or not, the box to
+    erase as fractions of the image ``(top, bottom, left, right)`` (None: no erasing), and the
+    elastic warp's control-point displacements as fractions of the image's side, x of every
+    point row by row then y of every point (``2 K^2`` values; None: no elastic warp)."""
 
     angle: float = 0.0
     scale: float = 1.0
     flip: bool = False
     erase: tuple[float, float, float, float] | None = None
+    elastic: tuple[float, ...] | None = None
 
 
 def random_params(cfg: AugmentConfig, generator: torch.Generator) -> AugmentParams:
-    """Draw angle ~ U[-rotation, rotation], scale ~ U[scale0, scale1], flip ~ Bernoulli(1/2)
-    and, with probability ``cfg.erase``, a box to erase (:func:`erase_box`). Without erasing
-    the draws are those of a config without the option (the generator is read no further)."""
+    """Draw angle ~ U[-rotation, rotation], scale ~ U[scale0, scale1], flip ~ Bernoulli(1/2),
+    with probability ``cfg.erase`` a box to erase (:func:`erase_box`) and, with ``cfg.elastic``
+    > 0, the elastic warp's ``2 K^2`` displacements ~ N(0, elastic^2). An option that is off
+    reads nothing from the generator, so the other draws are those of a config without it."""
     u = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
     lo, hi = cfg.scale
     box = None
@@ -71,12 +84,32 @@ def random_params(cfg: AugmentConfig, generator: torch.Generator) -> AugmentPara
         e = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
         if e[0] < cfg.erase:
             box = erase_box(*e[1:])
+    elastic = None
+    if cfg.elastic > 0:
+        n = 2 * ELASTIC_POINTS**2
+        elastic = tuple((cfg.elastic * torch.randn(n, generator=generator, dtype=torch.float64)).tolist())
     return AugmentParams(
         angle=(2.0 * u[0] - 1.0) * cfg.rotation,
         scale=lo + (hi - lo) * u[1],
         flip=bool(cfg.flip and u[2] < 0.5),
         erase=box,
+        elastic=elastic,
     )
+
+
+def elastic_field(displacements: tuple[float, ...], h: int, w: int) -> torch.Tensor:
+    """``(h, w, 2)`` displacement ``(dx, dy)`` in pixels at every pixel of an ``h x w`` image.
+
+    ``displacements`` (as :class:`AugmentParams`: fractions of the side, x then y of the
+    ``K x K`` control points, row by row) are placed on a grid whose corner points sit on the
+    image's corner pixels and interpolated bicubically (``align_corners=True``), so the field
+    passes through each control point's value and is smooth between them.
+    """
+    k = ELASTIC_POINTS
+    grid = torch.tensor(displacements, dtype=torch.float64).reshape(1, 2, k, k)
+    grid = grid * torch.tensor([w, h], dtype=torch.float64).reshape(1, 2, 1, 1)
+    field = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=True)
+    return field[0].permute(1, 2, 0)
 
 
 def erase_box(u_area: float, u_aspect: float, u_y: float, u_x: float) -> tuple[float, float, float, float]:
@@ -113,8 +146,10 @@ def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     Output pixel at centred, normalised coordinates p takes the input at
     R(angle)^-1 F p / scale, where F mirrors x when ``params.flip``; so an input
     point q lands at F R(angle) scale q (rotation counter-clockwise on screen,
-    y pointing down). Bilinear sampling, borders replicated. Only the pixels
-    move; see :func:`flip_motion` for the flow's sign.
+    y pointing down). With ``params.elastic`` the output pixel at p then reads the input at
+    that point plus the elastic displacement at p (:func:`elastic_field`, in pixels). Bilinear
+    sampling, borders replicated. Only the pixels move; see :func:`flip_motion` for the flow's
+    sign.
     """
     if image.ndim != 3:
         raise ValueError(f"expected a C x H x W image, got shape {tuple(image.shape)}")
@@ -130,6 +165,9 @@ def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         [[cos * fx, -sin * h / w, 0.0], [sin * fx * w / h, cos, 0.0]], dtype=image.dtype
     )
     grid = F.affine_grid(theta.unsqueeze(0), [1, *image.shape], align_corners=False)
+    if params.elastic is not None:  # pixels -> normalised [-1, 1] units: 2 / side
+        scale = torch.tensor([2.0 / w, 2.0 / h], dtype=torch.float64)
+        grid = grid + (elastic_field(params.elastic, h, w) * scale).to(image.dtype).unsqueeze(0)
     out = F.grid_sample(
         image.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
