@@ -3,6 +3,7 @@ differences, seed spreads, and refusal of runs on other samples, folds or unfini
 
 import zlib
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +20,12 @@ from typer.testing import CliRunner
 from msmmt.cli import app
 from msmmt.config import Config
 from msmmt.engine.metrics import scores
-from msmmt.evaluation.comparison import ComparisonError, compare_runs, write_seed_summary
+from msmmt.evaluation.comparison import (
+    ComparisonError,
+    against_first,
+    compare_runs,
+    write_seed_summary,
+)
 from msmmt.evaluation.runner import FoldOutput, run_folds
 
 DATASETS = ("casme2", "samm", "smic")
@@ -70,6 +76,25 @@ def test_table_and_paired_differences(two_runs):
     assert pairs.loc["all", "lo"] <= pairs.loc["all", "uf1_diff"] <= pairs.loc["all", "hi"]
     # the centroid classifier is far better than chance here
     assert pairs.loc["all", "lo"] > 0 and pairs.loc["all", "p_a_better"] > 0.95
+
+
+def test_differences_from_the_first_run_are_the_negated_pairs(two_runs):
+    root, _ = two_runs
+    c = compare_runs([root / "random", root / "centroid"], n_boot=300)
+    pair = c.pairs.set_index("part")
+    table = c.table.set_index(["run", "part"])
+    for part in ("all", "smic"):
+        pts = against_first(c, part).set_index("run")
+        assert list(pts.index) == ["random", "centroid"]
+        assert pts.loc["random", ["diff", "diff_lo", "diff_hi"]].tolist() == [0.0, 0.0, 0.0]
+        # the pair is (random, centroid): random - centroid; the plot shows centroid - random
+        assert pts.loc["centroid", "diff"] == pytest.approx(-pair.loc[part, "uf1_diff"])
+        assert pts.loc["centroid", "diff_lo"] == pytest.approx(-pair.loc[part, "hi"])
+        assert pts.loc["centroid", "diff_hi"] == pytest.approx(-pair.loc[part, "lo"])
+        assert pts.loc["centroid", "diff"] == pytest.approx(
+            table.loc[("centroid", part), "uf1"] - table.loc[("random", part), "uf1"])
+        assert pts.loc["centroid", "uf1_lo"] == table.loc[("centroid", part), "uf1_lo"]
+    assert against_first(c).loc[1, "diff_lo"] > 0  # centroid beats chance beyond the noise
 
 
 def test_refuses_other_samples_other_folds_and_unfinished_runs(two_runs):
@@ -127,6 +152,8 @@ def test_cli_loso_seeds_and_compare(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "Paired differences" in r.output and "| runs | single | all |" in r.output
     assert len(pd.read_csv(tmp_path / "cmp" / "pairs.csv")) == 4  # all + 3 datasets
+    picture = plt.imread(tmp_path / "cmp" / "comparison.png")
+    assert picture.shape[1] == 1000 and picture.shape[0] == int(100 * (1.2 + 0.45 * 2))
     rep = _cli("report", tmp_path / "runs")
     assert rep.exit_code == 0 and "UF1 over seeds" in rep.output
     bad = _cli("loso", "--data", manifest, "--out", tmp_path / "x", "--seeds", "0,a")

@@ -18,7 +18,8 @@ def compare(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Also write comparison.md, runs.csv and pairs.csv here."),
+        typer.Option("--out", "-o", help="Also write comparison.md, runs.csv, pairs.csv and "
+                     "comparison.png (a forest plot: UF1 and differences from the first run) here."),
     ] = None,
     n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
 ) -> None:
@@ -27,7 +28,13 @@ def compare(
     paired bootstrap of the UF1 difference. Runs on other samples or folds are refused."""
     from msmmt.core.io import atomic_write_text
     from msmmt.core.records import DatasetError
-    from msmmt.evaluation.comparison import ComparisonError, compare_runs, comparison_markdown
+    from msmmt.evaluation.comparison import (
+        ComparisonError,
+        against_first,
+        compare_runs,
+        comparison_markdown,
+    )
+    from msmmt.evaluation.figures import COMPARISON_PNG, plot_comparison
 
     try:
         result = compare_runs(runs, n_boot=n_boot)
@@ -40,4 +47,5 @@ def compare(
         atomic_write_text(out / "comparison.md", "# Comparison\n\n" + text)
         atomic_write_text(out / "runs.csv", result.table.to_csv(index=False))
         atomic_write_text(out / "pairs.csv", result.pairs.to_csv(index=False))
+        plot_comparison(against_first(result), out / COMPARISON_PNG)
         typer.echo(f"-> {out}")

@@ -42,6 +42,7 @@ __all__ = [
     "Comparison",
     "ComparisonError",
     "RunGroup",
+    "against_first",
     "compare_runs",
     "comparison_markdown",
     "load_group",
@@ -197,6 +198,24 @@ def compare_runs(
     pairs = [r for a, b in itertools.combinations(groups, 2) for r in _pair_rows(a, b, parts, n_boot, seed)]
     columns = ["a", "b", "part", "uf1_diff", "lo", "hi", "p_a_better"]
     return Comparison(table, pd.DataFrame(pairs, columns=columns), n_boot)
+
+
+def against_first(c: Comparison, part: str = "all") -> pd.DataFrame:
+    """Each run's UF1 on ``part`` with its interval, and its paired difference from the first run.
+
+    Columns ``run``, ``uf1``, ``uf1_lo``, ``uf1_hi`` (from ``c.table``) and ``diff``, ``diff_lo``,
+    ``diff_hi``: ``UF1_run - UF1_first`` with its paired 95% interval, read from the pair
+    (first, run) of ``c.pairs`` as ``-(first - run)``, bounds swapped; 0 for the first run.
+    """
+    runs = c.table.loc[c.table["part"] == part, ["run", "uf1", "uf1_lo", "uf1_hi"]]
+    runs = runs.reset_index(drop=True)
+    first = runs["run"].iloc[0]
+    pairs = c.pairs[(c.pairs["part"] == part) & (c.pairs["a"] == first)].set_index("b")
+    others = pairs.reindex(runs["run"].iloc[1:])
+    runs["diff"] = [0.0, *(-others["uf1_diff"])]
+    runs["diff_lo"] = [0.0, *(-others["hi"])]
+    runs["diff_hi"] = [0.0, *(-others["lo"])]
+    return runs
 
 
 def _names(paths: Sequence[Path]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The report's figures: pooled confusion matrix, accuracy per test subject, training curves.
+"""The report's figures: pooled confusion matrix, accuracy per test subject, training curves;
+and the comparison's forest plot of several runs (``msmmt compare``).
 
 Each is drawn on its own matplotlib ``Figure`` (no global pyplot state) and written
 atomically as PNG.
@@ -21,9 +22,11 @@ from msmmt.evaluation.results import (
 )
 
 __all__ = [
+    "COMPARISON_PNG",
     "CONFUSION_PNG",
     "CURVES_PNG",
     "SUBJECT_PNG",
+    "plot_comparison",
     "plot_confusion",
     "plot_curves",
     "plot_subjects",
@@ -33,6 +36,7 @@ __all__ = [
 CONFUSION_PNG = "confusion.png"
 SUBJECT_PNG = "subject_accuracy.png"
 CURVES_PNG = "training_curves.png"
+COMPARISON_PNG = "comparison.png"
 
 
 def _figure(path: Path, draw, size: tuple[float, float]) -> None:
@@ -116,6 +120,40 @@ def plot_curves(curves: pd.DataFrame, n_folds: int, path: Path) -> None:
             axes[1].legend(fontsize=8)
 
     _figure(path, draw, (10.0 if others else 6.0, 4.0))
+
+
+def plot_comparison(points: pd.DataFrame, path: Path, part: str = "all") -> None:
+    """Forest plot of runs compared on the same folds (``points``: as
+    :func:`msmmt.evaluation.comparison.against_first`), the first run at the top.
+
+    Left: each run's UF1 with its 95% subject-bootstrap interval. Right: each other run's
+    paired difference from the first with its 95% interval, dark where the interval
+    excludes 0 (a difference beyond the subject sampling noise), grey where it does not.
+    """
+    n = len(points)
+    y = np.arange(n)[::-1]
+    first = points["run"].iloc[0]
+
+    def draw(fig):
+        left, right = fig.subplots(1, 2, sharey=True, width_ratios=(1, 1))
+        left.errorbar(points["uf1"], y, xerr=[points["uf1"] - points["uf1_lo"],
+                                               points["uf1_hi"] - points["uf1"]],
+                      fmt="o", color="tab:blue", capsize=3)
+        left.set_yticks(y, points["run"])
+        left.set_xlabel(f"UF1 ({part}), 95% interval")
+        for yi, row in zip(y[1:], points.iloc[1:].to_dict(orient="records"), strict=True):
+            beyond = row["diff_lo"] > 0 or row["diff_hi"] < 0
+            right.errorbar(row["diff"], yi, xerr=[[row["diff"] - row["diff_lo"]],
+                                                  [row["diff_hi"] - row["diff"]]],
+                           fmt="o", capsize=3, color="black" if beyond else "0.6")
+        right.axvline(0.0, color="tab:blue", linewidth=1)
+        right.annotate("reference", (0.0, y[0]), xytext=(4, 0), textcoords="offset points",
+                       va="center", color="tab:blue", fontsize=8)
+        right.set_xlabel(f"UF1 minus {first}, paired 95% interval")
+        for ax in (left, right):
+            ax.grid(axis="x", alpha=0.3)
+
+    _figure(path, draw, (10.0, 1.2 + 0.45 * n))
 
 
 def write_figures(results: RunResults) -> list[str]:
