@@ -135,6 +135,8 @@ def plot_comparison(points: pd.DataFrame, path: Path, part: str = "all") -> None
     first = points["run"].iloc[0]
 
     def draw(fig):
+        from matplotlib.ticker import MaxNLocator
+
         left, right = fig.subplots(1, 2, sharey=True, width_ratios=(1, 1))
         left.errorbar(points["uf1"], y, xerr=[points["uf1"] - points["uf1_lo"],
                                                points["uf1_hi"] - points["uf1"]],
@@ -147,8 +149,9 @@ def plot_comparison(points: pd.DataFrame, path: Path, part: str = "all") -> None
                                                   [row["diff_hi"] - row["diff"]]],
                            fmt="o", capsize=3, color="black" if beyond else "0.6")
         right.axvline(0.0, color="tab:blue", linewidth=1)
-        right.annotate("reference", (0.0, y[0]), xytext=(4, 0), textcoords="offset points",
-                       va="center", color="tab:blue", fontsize=8)
+        right.annotate("reference", (0.0, y[0]), xytext=(-4, 0), textcoords="offset points",
+                       ha="right", va="center", color="tab:blue", fontsize=8)
+        right.xaxis.set_major_locator(MaxNLocator(6))
         right.set_xlabel(f"UF1 minus {first}, paired 95% interval")
         for ax in (left, right):
             ax.grid(axis="x", alpha=0.3)
