@@ -26,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msmmt.engine.metrics import scores
 from msmmt.evaluation.results import load_run
-from msmmt.evaluation.uncertainty import paired_difference, run_predictions
+from msmmt.evaluation.uncertainty import paired_difference
 from msmmt.model.pixel_head import blend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import probability_run, record, uf1  # noqa: E402
 
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -55,26 +54,16 @@ def sensitivity(run: Path) -> list[dict]:
         raise SystemExit(f"{run}: not a blended run (no {', '.join(missing)} in predictions.csv)")
     vit = table[[f"vit_p_{c}" for c in classes]].to_numpy()
     pixel = table[[f"pixel_p_{c}" for c in classes]].to_numpy()
-
-    def predictions(p: np.ndarray):
-        frame = table[["key", "subject", "true"]].assign(
-            predicted=[classes[i] for i in p.argmax(axis=1)])
-        return run_predictions([frame], classes)
-
-    combined = {name: predictions(p) for name, p in rules(vit, pixel).items()}
+    combined = {name: probability_run(table, classes, p) for name, p in rules(vit, pixel).items()}
     reference = combined["w=0.5"]
     rows = []
     for name, pred in combined.items():
         d = paired_difference(pred, reference)
         rows.append({"run": f"{run.parent.name}/{run.name}", "rule": name,
-                     "uf1": round(_uf1(pred), 4),
+                     "uf1": round(uf1(pred), 4),
                      "minus_w0.5": round(d.difference, 4), "lo": round(d.lo, 4),
                      "hi": round(d.hi, 4), "p_better": round(d.p_a_better, 3)})
     return rows
-
-
-def _uf1(pred) -> float:
-    return float(scores(pred.true, pred.predicted[0], pred.n_classes)["uf1"])
 
 
 def plot(rows: pd.DataFrame, path: Path) -> None:

@@ -52,12 +52,12 @@ from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.metrics import scores
 from msmmt.evaluation.results import load_run
 from msmmt.evaluation.runner import build_folds
-from msmmt.evaluation.uncertainty import paired_difference, run_predictions
+from msmmt.evaluation.uncertainty import paired_difference
 from msmmt.model.mirror import mirror
 from msmmt.model.pixel_head import PixelHead, blend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import probability_run, record, uf1  # noqa: E402
 
 CV_GRID = (0.01, 0.1, 1.0)
 
@@ -115,10 +115,6 @@ def head_variant(variant, cfg, x, x_mirror, y, subjects, train, test) -> tuple[n
     return p, c
 
 
-def _uf1(run) -> float:
-    return float(scores(run.true, run.predicted[0], run.n_classes)["uf1"])
-
-
 def _fold_tables(run: Path) -> pd.DataFrame:
     """The run's pooled fold predictions (checked by :func:`load_run`), indexed by key."""
     return load_run(run).predictions.set_index("key").sort_index()
@@ -140,8 +136,8 @@ def main() -> None:
     motion = torch.stack([dataset[i][1] for i in range(len(dataset))])
     size = cfg.model.pixel_size
 
-    def pixels(s: int) -> np.ndarray:
-        return PixelHead(cfg.model.num_classes, s).features(motion).double().numpy()
+    def pixels(s: int, images: torch.Tensor = motion) -> np.ndarray:
+        return PixelHead(cfg.model.num_classes, s).features(images).double().numpy()
 
     x = {"base": pixels(size)}
     for variant in args.variants:
@@ -149,8 +145,7 @@ def main() -> None:
             x[variant] = pixels(int(variant[2:]))
         elif variant == "pyramid":
             x[variant] = np.hstack([pixels(size), pixels(size // 2), pixels(size // 4)])
-    head = PixelHead(cfg.model.num_classes, size)
-    x_mirror = head.features(mirror(None, motion)[1]).double().numpy()
+    x_mirror = pixels(size, mirror(None, motion)[1])
     y, subjects = dataset.labels, np.array([s.subject for s in samples])
 
     tables = [_fold_tables(run) for run in args.runs]
@@ -159,14 +154,13 @@ def main() -> None:
     stored = first[[f"pixel_p_{c}" for c in classes]].to_numpy()
     rows_of = {k: i for i, k in enumerate(first.index)}
 
+    clips = first.reset_index()
+
     def predictions(p: np.ndarray):
-        frame = pd.DataFrame({"key": first.index, "subject": first["subject"].to_numpy(),
-                              "true": first["true"].to_numpy(),
-                              "predicted": [classes[i] for i in p.argmax(axis=1)]})
-        return run_predictions([frame], classes)
+        return probability_run(clips, classes, p)
 
     reference = predictions(blend(vit, stored, 0.5))
-    print(f"stored head UF1 {_uf1(predictions(stored)):.4f}, blend {_uf1(reference):.4f}")
+    print(f"stored head UF1 {uf1(predictions(stored)):.4f}, blend {uf1(reference):.4f}")
     stored_head = predictions(stored)
     rows = []
     for variant in args.variants:
@@ -183,10 +177,10 @@ def main() -> None:
         d_blend = paired_difference(mixed, reference)
         rows.append({
             "variant": variant, "runs": " + ".join(f"{r.parent.name}/{r.name}" for r in args.runs),
-            "head_uf1": round(_uf1(predictions(head_p)), 4),
+            "head_uf1": round(uf1(predictions(head_p)), 4),
             "head_minus_stored": round(d_head.difference, 4),
             "head_ci": f"[{d_head.lo:+.3f}, {d_head.hi:+.3f}]",
-            "blend_uf1": round(_uf1(mixed), 4),
+            "blend_uf1": round(uf1(mixed), 4),
             "blend_minus_stored": round(d_blend.difference, 4),
             "blend_ci": f"[{d_blend.lo:+.3f}, {d_blend.hi:+.3f}]",
             "max_dp_vs_stored": float(np.abs(head_p - stored).max()),

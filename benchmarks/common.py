@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: timing, machine info, result files.
+"""Shared helpers for the benchmark scripts: timing, machine info, result files, and the
+scoring of class probabilities recomputed from finished runs.
 
 Every script prints a table and appends its rows to ``benchmarks/results/<name>.csv``
 with the machine, library versions and date, so runs on different days and
@@ -13,8 +14,14 @@ import datetime as dt
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msmmt.engine.metrics import scores
+from msmmt.evaluation.uncertainty import RunPredictions, run_predictions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,6 +43,19 @@ def machine() -> dict[str, str]:
         "opencv": cv2.__version__,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
     }
+
+
+def probability_run(table: pd.DataFrame, classes: Sequence[str], p: np.ndarray) -> RunPredictions:
+    """The predictions ``argmax p`` of the clips of ``table`` (columns key, subject, true; the
+    rows of ``p`` in its order) as a run, for :mod:`msmmt.evaluation.uncertainty`."""
+    frame = table[["key", "subject", "true"]].assign(
+        predicted=[classes[i] for i in p.argmax(axis=1)])
+    return run_predictions([frame], classes)
+
+
+def uf1(run: RunPredictions) -> float:
+    """The pooled UF1 of a single-seed run."""
+    return float(scores(run.true, run.predicted[0], run.n_classes)["uf1"])
 
 
 def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
