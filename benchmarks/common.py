@@ -9,7 +9,6 @@ in the same run and reported as a ratio, since absolute times drift.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
 import platform
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msmmt.core.environment import environment
+from msmmt.core.io import atomic_path
 from msmmt.engine.metrics import scores
 from msmmt.evaluation.uncertainty import RunPredictions, run_predictions
 
@@ -27,21 +28,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, str]:
-    import cv2
-    import numpy as np
+    """The date, host, cores, threads and device, and :func:`msmmt.core.environment.environment`
+    (msmmt's commit, the CPU, the library versions)."""
     import torch
 
     return {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "host": platform.node(),
-        "cpu": platform.processor() or platform.machine(),
         "cores": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        **environment(),
     }
 
 
@@ -82,14 +79,11 @@ def record(name: str, rows: list[dict[str, object]]) -> Path:
     info = machine()
     path = RESULTS / f"{name}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(info) + keys
-    new = not path.exists()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        for r in rows:
-            writer.writerow({**info, **{k: _fmt(v) for k, v in r.items()}})
+    table = pd.DataFrame([{**info, **{k: _fmt(v) for k, v in r.items()}} for r in rows])
+    if path.exists():  # columns added since (e.g. more library versions) widen the file
+        table = pd.concat([pd.read_csv(path, dtype=str, keep_default_na=False), table])
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
     print(f"-> {path}")
     return path
 

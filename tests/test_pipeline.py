@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import msmmt.preprocess.batch as batch
 from msmmt.config import PreprocessConfig
+from msmmt.core.environment import environment
 from msmmt.core.images import read_rgb
 from msmmt.core.keyframes import sample_key_frames
 from msmmt.core.records import DatasetError, Sample
@@ -167,10 +168,13 @@ def test_runner_records_failures_writes_manifest_and_resumes(samples, tmp_path):
         assert read_rgb(s.texture_image).shape == (32, 32, 3)
         assert read_rgb(s.motion_image).shape == (32, 32, 3)
 
+    assert cache.read_metadata(cache_dir)["environments"] == [environment()]
+
     before = _files(cache_dir)
     again = preprocess_dataset(samples, CFG, cache_dir, progress=False)
     assert (again.done, again.skipped, again.failed) == (0, 2, 1)
     assert _files(cache_dir) == before
+    assert cache.read_metadata(cache_dir)["environments"] == [environment()]
 
     # Lose one entry: only it is recomputed, from the cached faces.
     lost = read[1].texture_image

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from msmmt.cli import app
+from msmmt.core.environment import environment
 from msmmt.core.labels import map_label
 from msmmt.data.synthetic import (
     COLUMNS,
@@ -81,6 +82,7 @@ def test_layout_and_sheet(noisy):
     for _, group in sheet.groupby("Subject"):
         classes = sorted(map_label("casme2", e, "composite") for e in group["Estimated Emotion"])
         assert classes == ["negative", "positive", "surprise"]
+    assert json.loads((noisy / "synthetic.json").read_text())["environment"] == environment()
 
 
 def test_same_seed_same_bytes_independent_of_set_size(noisy, tmp_path):

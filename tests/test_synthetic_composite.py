@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from msmmt.cli import app
 from msmmt.config import PreprocessConfig
+from msmmt.core.environment import environment
 from msmmt.data.readers import read_dataset
 from msmmt.data.synthetic import (
     SynthSettings,
@@ -131,6 +132,7 @@ def test_tiny_preset_renders_reads_back_and_exports_the_release_form(tmp_path):
     assert len({s.subject for s in samples}) == 6
     meta = json.loads((out / "synthetic.json").read_text())
     assert meta["preset"] == "tiny" and len(meta["clips"]) == 10
+    assert meta["environment"] == environment()
     samm = cv2.imread(str(next(s for s in samples if s.dataset == "samm").frames[0]))
     assert np.array_equal(samm[..., 0], samm[..., 1])
     smic = [s for s in samples if s.dataset == "smic"]

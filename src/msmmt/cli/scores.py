@@ -6,7 +6,7 @@ from pathlib import Path
 
 from msmmt.cli.app import STATE
 from msmmt.config import departures_from_paper
-from msmmt.evaluation.report import format_ci, format_score, write_report
+from msmmt.evaluation.report import environment_warning, format_ci, format_score, write_report
 from msmmt.evaluation.results import RunResults, load_run, metrics_table, paper_figure
 
 __all__ = ["print_scores", "write_and_print_report"]
@@ -14,7 +14,8 @@ __all__ = ["print_scores", "write_and_print_report"]
 
 def print_scores(results: RunResults) -> None:
     """The pooled scores (and the paper's figures where comparable) as a rich table,
-    then how the config departs from the paper's method."""
+    then how the config departs from the paper's method, and whether the folds ran in
+    different environments."""
     from rich.console import Console
     from rich.table import Table
 
@@ -35,6 +36,11 @@ def print_scores(results: RunResults) -> None:
     if departures:
         console.print("Not the paper's method: departs from the `paper` preset in", style="bold")
         for line in departures:
+            console.print(f"  {line}", markup=False, highlight=False)
+    warning = environment_warning(results)
+    if warning:
+        console.print(warning[0], style="bold")
+        for line in warning[1:]:
             console.print(f"  {line}", markup=False, highlight=False)
 
 

@@ -47,6 +47,7 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
+from msmmt.core.environment import environment
 from msmmt.core.io import atomic_folder, atomic_path, atomic_write_json, remove_stale_temporaries
 from msmmt.core.records import DatasetError
 
@@ -721,6 +722,7 @@ def generate(
         "settings": asdict(st),
         "clips": clips,
         "landmarks": landmarks,
+        "environment": environment(),
     }
     atomic_write_json(out_dir / META_NAME, meta)
     return sheet

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from msmmt.core.environment import environment
 from msmmt.core.io import atomic_path, atomic_write_json
 from msmmt.data.synthetic import (
     META_NAME,
@@ -195,5 +196,6 @@ def generate_composite(
             f"{clips[0].dataset}/{r[0]['subject_folder']}": lm
             for (_, clips), (r, lm) in zip(subjects, results, strict=True)
         },
+        "environment": environment(),
     }
     return atomic_write_json(out_dir / META_NAME, meta)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from msmmt.config import Config
+from msmmt.core.environment import environment
 from msmmt.core.labels import class_names
 from msmmt.core.records import Sample
 from msmmt.engine.trainer import FitResult
@@ -46,7 +47,8 @@ def checkpoint_extra(
 ) -> dict[str, Any]:
     """``extra.json`` of a model trained with ``cfg`` on ``samples``: class_names,
     preprocess, texture, trained_on (clips, subjects and ``source``, e.g. the data path),
-    epochs (of the last member, for a seed ensemble) and the final epoch's history row."""
+    epochs (of the last member, for a seed ensemble), the final epoch's history row and the
+    environment it was trained in (:func:`msmmt.core.environment.environment`)."""
     return {
         "class_names": list(class_names(cfg.data.class_set)),
         "preprocess": cfg.preprocess.model_dump(mode="json"),
@@ -58,6 +60,7 @@ def checkpoint_extra(
         },
         "epochs": int(history[-1]["epoch"]) if history else 0,
         "final_epoch": history[-1] if history else None,
+        "environment": environment(),
     }
 
 

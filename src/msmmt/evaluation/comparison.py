@@ -10,7 +10,9 @@ For each run and part: Acc / UAR / UF1 (the mean over seeds) with the 95% subjec
 interval of that mean, and, with several seeds, the mean, standard deviation, minimum and
 maximum of the seeds' UF1. For each pair of runs, the paired bootstrap of the UF1
 difference (same subject resamples for both) and the fraction of resamples where the
-first is better.
+first is better. Runs whose folds were computed in different environments (library versions,
+CPU, threads, msmmt's commit: :mod:`msmmt.core.environment`) are compared all the same, and
+the comparison names the entries in which they differ.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from msmmt.core.environment import describe_varying, varying
 from msmmt.core.io import atomic_write_text
 from msmmt.engine.metrics import scores
 from msmmt.evaluation.results import RunResults, load_run, select_component
@@ -143,6 +146,19 @@ class Comparison:
     pairs: pd.DataFrame
     """One row per (pair of runs, part): ``uf1_diff`` (a - b), ``lo``, ``hi``, ``p_a_better``."""
     n_boot: int
+    environments: list[str] = field(default_factory=list)
+    """How the runs' environments differ, one line per entry (empty: they agree)."""
+
+
+def _group_environment(group: RunGroup) -> dict[str, str] | None:
+    """The environment of a run's finished folds (all seeds), ``mixed`` where they differ;
+    None when no fold recorded one."""
+    envs = {f"{i}/{fold}": env for i, r in enumerate(group.seeds) for fold, env in r.environments.items()}
+    recorded = [env for env in envs.values() if env is not None]
+    if not recorded:
+        return None
+    spread = varying({name: env for name, env in envs.items() if env is not None})
+    return {k: "mixed" if k in spread else v for k, v in recorded[0].items()}
 
 
 def _group_rows(group: RunGroup, n_boot: int, seed: int) -> list[dict]:
@@ -197,7 +213,9 @@ def compare_runs(
     parts = list(dict.fromkeys(table["part"]))
     pairs = [r for a, b in itertools.combinations(groups, 2) for r in _pair_rows(a, b, parts, n_boot, seed)]
     columns = ["a", "b", "part", "uf1_diff", "lo", "hi", "p_a_better"]
-    return Comparison(table, pd.DataFrame(pairs, columns=columns), n_boot)
+    spread = varying({g.name: _group_environment(g) for g in groups})
+    return Comparison(table, pd.DataFrame(pairs, columns=columns), n_boot,
+                      describe_varying(spread, "runs"))
 
 
 def against_first(c: Comparison, part: str = "all") -> pd.DataFrame:
@@ -255,6 +273,10 @@ def comparison_markdown(c: Comparison) -> str:
                        f"[{p['lo']:+.3f}, {p['hi']:+.3f}] | {p['p_a_better']:.3f} |")
         out += ["", "An interval that excludes 0 (P(A > B) near 0 or 1) is a difference beyond "
                 "the subject sampling noise of this data set; one that straddles 0 is not.", ""]
+    if c.environments:
+        out += ["## Environments", "", "The runs were not all computed in the same environment "
+                "(`done.json` of their folds); their differences may include the effect of:", ""]
+        out += [f"- {line}" for line in c.environments] + [""]
     return "\n".join(out)
 
 

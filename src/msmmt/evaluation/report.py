@@ -6,8 +6,9 @@
 - ``report.md``: Acc / UAR / UF1 on the predictions pooled over all folds (the whole set
   and, when several datasets are present, each part), the paper's Table 2 figures clearly
   labelled as the paper's, how the config departs from the paper's method, per-class
-  scores, the confusion matrix, folds done / missing / failed and how the run avoided
-  test-subject leaks;
+  scores, the confusion matrix, folds done / missing / failed, how the run avoided
+  test-subject leaks, and the environment the folds ran in (libraries, CPU, threads; the
+  entries in which folds differ, if they do: :mod:`msmmt.core.environment`);
 - ``metrics.csv`` (one row per part), ``predictions.csv`` (pooled, with the fold);
 - the figures of :mod:`msmmt.evaluation.figures`.
 """
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from msmmt.config import Config, departures_from_paper
+from msmmt.core.environment import describe_varying, varying
 from msmmt.core.io import atomic_write_text
 from msmmt.engine.metrics import per_class
 from msmmt.evaluation.figures import write_figures
@@ -34,7 +36,14 @@ from msmmt.evaluation.results import (
 from msmmt.evaluation.runner import CONFIG_FILE
 from msmmt.evaluation.uncertainty import N_BOOT, noise_note
 
-__all__ = ["METRICS_FILE", "POOLED_FILE", "REPORT_FILE", "format_score", "write_report"]
+__all__ = [
+    "METRICS_FILE",
+    "POOLED_FILE",
+    "REPORT_FILE",
+    "environment_warning",
+    "format_score",
+    "write_report",
+]
 
 REPORT_FILE = "report.md"
 METRICS_FILE = "metrics.csv"
@@ -148,6 +157,35 @@ def _folds_section(results: RunResults) -> list[str]:
     return out
 
 
+def environment_warning(results: RunResults) -> list[str]:
+    """Empty when every finished fold recorded the same environment; else a lead line and one
+    line per entry in which they differ (library versions, CPU, threads, msmmt's commit)."""
+    return _varying_lines(varying(results.environments))
+
+
+def _varying_lines(spread: dict[str, dict[str, list[str]]]) -> list[str]:
+    if not spread:
+        return []
+    return ["The folds were not all computed in the same environment; the scores may include "
+            "the effect of these differences:", *describe_varying(spread, "folds")]
+
+
+def _environment_section(results: RunResults) -> list[str]:
+    recorded = [env for env in results.environments.values() if env is not None]
+    out = ["## Environment", ""]
+    if not recorded:
+        return out + ["Not recorded: the folds were finished by an msmmt that did not record it.", ""]
+    spread = varying(results.environments)
+    warning = _varying_lines(spread)
+    common = [(k, v) for k, v in recorded[0].items() if k not in spread]
+    out += ["What the folds ran with (`done.json` of each fold; scores depend on library versions "
+            "and the CPU as well as on the code, docs/RELIABILITY.md):", "",
+            _md_table(["entry", "value"], common), ""]
+    if warning:
+        out += [f"**{warning[0]}**", ""] + [f"- {line}" for line in warning[1:]] + [""]
+    return out
+
+
 def _class_section(classes: Sequence[str], m: np.ndarray) -> list[str]:
     pc = per_class(m)
     rows = [
@@ -204,6 +242,8 @@ def _markdown(results: RunResults, table: pd.DataFrame, figures: list[str]) -> s
         out += _class_section(results.classes, pooled_confusion(results))
     if figures:
         out += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    if results.environments:
+        out += _environment_section(results)
     out += [
         f"Files: `{METRICS_FILE}` (scores), `{POOLED_FILE}` (pooled predictions), "
         f"`{CONFIG_FILE}` (the run's config).",

@@ -8,6 +8,7 @@ here too, for comparison, never mixed with ours.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from msmmt.core.records import DatasetError
 from msmmt.engine.metrics import confusion, scores, scores_by_group
 from msmmt.evaluation.runner import (
     CONFIG_FILE,
+    DONE_FILE,
     ERROR_FILE,
     FOLDS_DIR,
     HISTORY_FILE,
@@ -66,6 +68,8 @@ class RunResults:
     """Training histories of the finished folds, with a ``fold`` column."""
     errors: dict[str, str] = field(default_factory=dict)
     """Failed fold -> the last line of its error.txt."""
+    environments: dict[str, dict[str, str] | None] = field(default_factory=dict)
+    """Finished fold -> the environment its done.json records (None: not recorded)."""
 
     def folds(self, state: str) -> list[str]:
         return [name for name, s in self.status.items() if s == state]
@@ -101,6 +105,15 @@ def _read_fold(fold_dir: Path, classes: Sequence[str]) -> tuple[pd.DataFrame, pd
     return pred, hist
 
 
+def _fold_environment(fold_dir: Path) -> dict[str, str] | None:
+    path = fold_dir / DONE_FILE
+    try:
+        env = json.loads(path.read_text()).get("environment")
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise DatasetError(f"{path}: unreadable record of a finished fold: {err}") from None
+    return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else None
+
+
 def load_run(run_dir: str | Path) -> RunResults:
     """Read a run directory written by :func:`msmmt.evaluation.runner.run_folds`."""
     run = Path(run_dir)
@@ -113,13 +126,14 @@ def load_run(run_dir: str | Path) -> RunResults:
     plan = pd.read_csv(run / PLAN_FILE, dtype=str)
     names = list(dict.fromkeys(plan["fold"]))
     status = {name: fold_status(run, name) for name in names}
-    preds, hists, errors = [], [], {}
+    preds, hists, errors, environments = [], [], {}, {}
     for name, state in status.items():
         d = run / FOLDS_DIR / name
         if state == "done":
             pred, hist = _read_fold(d, classes)
             preds.append(pred)
             hists.append(hist)
+            environments[name] = _fold_environment(d)
         elif state == "failed":
             errors[name] = _last_line(d / ERROR_FILE)
     if preds:
@@ -128,7 +142,7 @@ def load_run(run_dir: str | Path) -> RunResults:
         predictions = pd.DataFrame(columns=["fold", "key", "subject", "dataset", "true", "predicted"])
     hists = [h for h in hists if len(h)]
     history = pd.concat(hists, ignore_index=True) if hists else pd.DataFrame()
-    return RunResults(run, cfg, classes, status, predictions, history, errors)
+    return RunResults(run, cfg, classes, status, predictions, history, errors, environments)
 
 
 def select_component(results: RunResults, component: str) -> RunResults:

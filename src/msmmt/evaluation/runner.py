@@ -9,7 +9,8 @@ Layout of a run directory::
     RUN/folds.csv              the plan: fold name and test sample key
     RUN/folds/<fold>/predictions.csv   key, subject, dataset, true, predicted, p_<class>...
     RUN/folds/<fold>/history.csv       one row per training epoch
-    RUN/folds/<fold>/done.json         written last: the fold is finished
+    RUN/folds/<fold>/done.json         written last: the fold is finished; records the
+                                       environment it ran in (libraries, CPU, threads)
     RUN/folds/<fold>/error.txt         the traceback of a failed fold
 
 The model is not the runner's business: the caller hands it ``fit_predict(cfg, train, test,
@@ -33,8 +34,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from msmmt.config import Config, ConfigError, flat_settings, load_config, save_config
+from msmmt.core.environment import environment
 from msmmt.core.io import (
     atomic_write_json,
     atomic_write_text,
@@ -318,6 +321,7 @@ def _run_fold(
             "n_test": len(test),
             "seconds": round(time.perf_counter() - start, 3),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "environment": {**environment(), "torch_threads": str(torch.get_num_threads())},
             **output.info,
         },
     )

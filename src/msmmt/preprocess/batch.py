@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msmmt.config import PreprocessConfig
+from msmmt.config import ConfigError, PreprocessConfig
 from msmmt.core.io import atomic_path, file_digest, remove_stale_temporaries
 from msmmt.core.keyframes import KeyFrames, sample_key_frames
 from msmmt.core.records import RowProblem, Sample
@@ -250,6 +250,10 @@ def preprocess_dataset(
     cache_dir.mkdir(parents=True, exist_ok=True)
     for path in remove_stale_temporaries(cache_dir):
         log.info("removed %s, left by a killed run", path)
+    try:
+        previous = cache.read_metadata(cache_dir)
+    except ConfigError:
+        previous = None
     start = time.perf_counter()
     outcomes: dict[int, _Outcome] = {}
     bar = tqdm(total=len(samples), desc="preprocess", unit="clip", disable=not progress)
@@ -271,7 +275,8 @@ def preprocess_dataset(
         if o.status == "failed"
     ]
     manifest = write_manifest(ok, cache_dir / "manifest.csv")
-    cache.write_metadata(manifest, cfg)
+    envs = cache.cache_environments(cache_dir, previous, counts["done"] > 0, counts["skipped"] > 0)
+    cache.write_metadata(manifest, cfg, envs)
     failures_path = cache_dir / "failures.csv"
     _write_failures(failures_path, failures)
     summary = RunSummary(

@@ -24,8 +24,11 @@ would double the cache's size. Every file is written atomically, so an entry tha
 exists is complete.
 
 ``manifest.json`` records the settings and msmmt version that made
-``manifest.csv`` (and the CSV's hash); :func:`adopt_cache_settings` gives a run the
-cache's settings and refuses a config that contradicts them.
+``manifest.csv`` (and the CSV's hash) and every environment (libraries, CPU:
+:mod:`msmmt.core.environment`) that computed clips in the cache; :func:`adopt_cache_settings`
+gives a run the cache's settings and refuses a config that contradicts them. The entries'
+keys do not hold the environment: a cache resumed after a library upgrade keeps its clips and
+computes the missing ones with the new libraries, and :func:`cache_environments` says so.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from pydantic import ValidationError
 
 from msmmt import __version__
 from msmmt.config import Config, ConfigError, PreprocessConfig
+from msmmt.core.environment import differences, environment
 from msmmt.core.io import atomic_path, atomic_write_json
 from msmmt.core.names import file_safe
 from msmmt.ops.face import AlignedFaces
@@ -52,6 +56,7 @@ __all__ = [
     "METADATA_NAME",
     "ClipEntries",
     "adopt_cache_settings",
+    "cache_environments",
     "clip_entries",
     "clip_folder",
     "load_faces",
@@ -175,8 +180,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_metadata(manifest: Path, cfg: PreprocessConfig) -> Path:
-    """Write ``manifest.json`` beside ``manifest``: the settings, versions and the CSV's hash."""
+def write_metadata(manifest: Path, cfg: PreprocessConfig, environments: list[dict | None]) -> Path:
+    """Write ``manifest.json`` beside ``manifest``: the settings, versions, the CSV's hash and the
+    environments that computed the cache's clips (:func:`cache_environments`)."""
     return atomic_write_json(
         manifest.with_name(METADATA_NAME),
         {
@@ -185,8 +191,31 @@ def write_metadata(manifest: Path, cfg: PreprocessConfig) -> Path:
             "manifest": manifest.name,
             "manifest_sha256": _sha256(manifest),
             "preprocess": cfg.model_dump(mode="json"),
+            "environments": environments,
         },
     )
+
+
+def cache_environments(cache_dir: Path, previous: dict | None, computed: bool, reused: bool) -> list[dict | None]:
+    """The environments that computed the clips of ``cache_dir`` after a run that ``computed``
+    clips and ``reused`` cached ones, given the metadata ``previous`` read before it (None: no
+    readable metadata; an older cache's lacks the list, its environment counts as unknown, None).
+
+    When the list holds more than one, the cache mixes clips computed with different libraries
+    or CPUs, and a warning names how the first differs from the current one.
+    """
+    earlier: list[dict | None] = []
+    if reused:
+        earlier = list(previous.get("environments", [None])) if previous else [None]
+    current = environment()
+    envs = earlier + ([current] if computed and current not in earlier else [])
+    if len(envs) > 1:
+        first = envs[0]
+        how = "; ".join(differences(first, current)) if first is not None else "the first was not recorded"
+        log.warning(
+            "%s: the cache holds clips computed in %d environments (%s); delete it and preprocess "
+            "again to compute every clip in this one", cache_dir, len(envs), how)
+    return envs
 
 
 def read_metadata(data: str | Path) -> dict | None:
