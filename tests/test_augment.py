@@ -60,25 +60,29 @@ def test_flip_without_rotation_mirrors_the_picture():
 
 
 @pytest.mark.parametrize(
-    "angle,scale,flip,h,w",
+    "angle,scale,flip,shift,h,w",
     [
-        (30.0, 1.0, False, 41, 41),
-        (-20.0, 1.5, True, 41, 41),
-        (0.0, 2.0, False, 41, 41),
-        (25.0, 1.2, True, 37, 53),  # non-square: normalised coordinates differ per axis
+        (30.0, 1.0, False, (0.0, 0.0), 41, 41),
+        (-20.0, 1.5, True, (0.0, 0.0), 41, 41),
+        (0.0, 2.0, False, (0.0, 0.0), 41, 41),
+        (25.0, 1.2, True, (0.0, 0.0), 37, 53),  # non-square: normalised coordinates differ per axis
+        (0.0, 1.0, False, (0.1, -0.2), 41, 41),  # a shift alone: 4.1 px right, 8.2 px up
+        (25.0, 1.2, True, (-0.1, 0.05), 37, 53),  # a shift after turning, scaling and mirroring
     ],
 )
-def test_marker_lands_at_the_same_predicted_place_in_both_images(angle, scale, flip, h, w):
+def test_marker_lands_at_the_same_predicted_place_in_both_images(angle, scale, flip, shift, h, w):
     row, col = 14, 27
     tex, mot = _marker(h, w, row, col), _marker(h, w, row, col)
-    t2, m2 = apply_pair(tex, mot, AugmentParams(angle=angle, scale=scale, flip=flip))
-    # Predicted position: centred (x right, y down), scale, turn counter-clockwise on screen, mirror.
+    t2, m2 = apply_pair(tex, mot, AugmentParams(angle=angle, scale=scale, flip=flip, shift=shift))
+    # Predicted position: centred (x right, y down), scale, turn counter-clockwise on screen,
+    # mirror, then shift by the given fractions of the width and height.
     cx, cy = (w - 1) / 2, (h - 1) / 2
     x, y = (col - cx) * scale, (row - cy) * scale
     a = math.radians(angle)
     x, y = x * math.cos(a) + y * math.sin(a), -x * math.sin(a) + y * math.cos(a)
     if flip:
         x = -x
+    x, y = x + shift[0] * w, y + shift[1] * h
     expected = (y + cy, x + cx)
     got_t = _centroid(t2[1])
     got_m = _centroid(m2[1])  # channel 1 (v) is not changed by the flip's sign rule
@@ -288,3 +292,24 @@ def test_cutmix_pastes_one_box_in_both_modalities_and_lam_is_the_unpasted_share(
         inside = pasted_t[None, None].expand_as(t)
         assert torch.equal(t[inside], texture[perm][inside])
         assert torch.equal(m[inside], motion[perm][inside])
+
+
+def test_translation_draws_stay_in_range_and_leave_the_other_draws_unchanged():
+    base = AugmentConfig(rotation=10.0, flip=True, scale=(0.9, 1.1), erase=0.5, elastic=0.02)
+    moved = base.model_copy(update={"translate": 0.05})
+    plain = [random_params(base, torch.Generator().manual_seed(i)) for i in range(400)]
+    drawn = [random_params(moved, torch.Generator().manual_seed(i)) for i in range(400)]
+    for a, b in zip(plain, drawn, strict=True):
+        assert (a.angle, a.scale, a.flip, a.erase, a.elastic) == (b.angle, b.scale, b.flip, b.erase, b.elastic)
+    assert all(a.shift == (0.0, 0.0) for a in plain)
+    shifts = np.array([b.shift for b in drawn])
+    assert np.abs(shifts).max() <= 0.05 and np.abs(shifts).max() > 0.048
+    # uniform on [-0.05, 0.05]: standard deviation 0.05 / sqrt(3) per axis, axes independent
+    assert np.allclose(shifts.std(axis=0), 0.05 / math.sqrt(3), rtol=0.1)
+    assert abs(np.corrcoef(shifts.T)[0, 1]) < 0.15
+
+
+def test_a_whole_pixel_shift_moves_the_image_by_that_many_pixels():
+    img = _rand((3, 12, 16), 6)
+    out = warp(img, AugmentParams(shift=(2 / 16, -1 / 12)))  # 2 px right, 1 px up
+    assert torch.allclose(out[:, :-1, 2:], img[:, 1:, :-2], atol=1e-5)

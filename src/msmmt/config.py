@@ -263,6 +263,10 @@ class AugmentConfig(_Section):
     ``U[0.02, 1/3]`` of the image, aspect ratio log-uniform in ``[0.3, 3.3]``, position uniform)
     of both images is set to each channel's median, for the motion image about its no-motion
     value; the same box in both modalities; 0 = off."""
+    translate: float = Field(0.0, ge=0.0, le=0.25)
+    """Maximum shift of both images, as a fraction of the side, drawn uniformly in
+    ``[-translate, translate]`` per axis (the residual misalignment of faces aligned on their
+    landmarks); 0 = off (docs/METHOD.md, "Training")."""
     elastic: float = Field(0.0, ge=0.0, le=0.1)
     """Elastic warp (Simard et al. 2003, on a coarse grid): a smooth random displacement field,
     the same for both images, through a 4 x 4 grid of control points whose displacements are

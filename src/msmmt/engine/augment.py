@@ -2,8 +2,9 @@
 
 Both images of a clip get the *same* random rotation (uniform in
 [-rotation, rotation] degrees, counter-clockwise as displayed), scale change
-(uniform in [scale0, scale1], > 1 enlarges) and horizontal flip, so the two
-modalities stay registered. An elastic warp (``AugmentConfig.elastic``) can join them: a smooth
+(uniform in [scale0, scale1], > 1 enlarges), horizontal flip and, with
+``AugmentConfig.translate``, shift (uniform in [-translate, translate] of the side per axis),
+so the two modalities stay registered. An elastic warp (``AugmentConfig.elastic``) can join them: a smooth
 random displacement field, the same for both images, from a ``K x K`` grid of control points
 (:data:`ELASTIC_POINTS`) with independent N(0, (elastic * side)^2) displacements per axis,
 interpolated bicubically over the image (Simard et al. 2003, on a coarse grid: it bends the
@@ -63,11 +64,13 @@ class AugmentParams:
     """One draw of the augmentation: angle in degrees, scale factor, flip or not, the box to
     erase as fractions of the image ``(top, bottom, left, right)`` (None: no erasing), and the
     elastic warp's control-point displacements as fractions of the image's side, x of every
-    point row by row then y of every point (``2 K^2`` values; None: no elastic warp)."""
+    point row by row then y of every point (``2 K^2`` values; None: no elastic warp), and the
+    shift ``(x, y)`` as fractions of the image's width and height (x right, y down)."""
 
     angle: float = 0.0
     scale: float = 1.0
     flip: bool = False
+    shift: tuple[float, float] = (0.0, 0.0)
     erase: tuple[float, float, float, float] | None = None
     elastic: tuple[float, ...] | None = None
 
@@ -75,8 +78,9 @@ class AugmentParams:
 def random_params(cfg: AugmentConfig, generator: torch.Generator) -> AugmentParams:
     """Draw angle ~ U[-rotation, rotation], scale ~ U[scale0, scale1], flip ~ Bernoulli(1/2),
     with probability ``cfg.erase`` a box to erase (:func:`erase_box`) and, with ``cfg.elastic``
-    > 0, the elastic warp's ``2 K^2`` displacements ~ N(0, elastic^2). An option that is off
-    reads nothing from the generator, so the other draws are those of a config without it."""
+    > 0, the elastic warp's ``2 K^2`` displacements ~ N(0, elastic^2), and with ``cfg.translate``
+    > 0 the shift ~ U[-translate, translate]^2. An option that is off reads nothing from the
+    generator, so the other draws are those of a config without it."""
     u = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
     lo, hi = cfg.scale
     box = None
@@ -88,12 +92,17 @@ def random_params(cfg: AugmentConfig, generator: torch.Generator) -> AugmentPara
     if cfg.elastic > 0:
         n = 2 * ELASTIC_POINTS**2
         elastic = tuple((cfg.elastic * torch.randn(n, generator=generator, dtype=torch.float64)).tolist())
+    shift = (0.0, 0.0)
+    if cfg.translate > 0:
+        t = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        shift = ((2.0 * t[0] - 1.0) * cfg.translate, (2.0 * t[1] - 1.0) * cfg.translate)
     return AugmentParams(
         angle=(2.0 * u[0] - 1.0) * cfg.rotation,
         scale=lo + (hi - lo) * u[1],
         flip=bool(cfg.flip and u[2] < 0.5),
         erase=box,
         elastic=elastic,
+        shift=shift,
     )
 
 
@@ -141,12 +150,12 @@ def erase(image: torch.Tensor, box: tuple[float, float, float, float]) -> torch.
 
 
 def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    """Rotate, scale and (optionally) mirror ``image`` (C x H x W float) about its centre.
+    """Rotate, scale, (optionally) mirror and shift ``image`` (C x H x W float) about its centre.
 
     Output pixel at centred, normalised coordinates p takes the input at
-    R(angle)^-1 F p / scale, where F mirrors x when ``params.flip``; so an input
-    point q lands at F R(angle) scale q (rotation counter-clockwise on screen,
-    y pointing down). With ``params.elastic`` the output pixel at p then reads the input at
+    R(angle)^-1 F (p - d) / scale, where F mirrors x when ``params.flip`` and d is
+    ``params.shift``; so an input point q lands at F R(angle) scale q + d (rotation
+    counter-clockwise on screen, y pointing down). With ``params.elastic`` the output pixel at p then reads the input at
     that point plus the elastic displacement at p (:func:`elastic_field`, in pixels). Bilinear
     sampling, borders replicated. Only the pixels move; see :func:`flip_motion` for the flow's
     sign.
@@ -161,8 +170,12 @@ def warp(image: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     # M = R^T F / s of the forward map q -> F R s q, R = [[cos, sin], [-sin, cos]] (screen
     # CCW). affine_grid works in coordinates normalised to [-1, 1] per axis, so it takes
     # theta = D M D^-1 with D = diag(2 / w, 2 / h): the off-diagonal terms scale by h/w, w/h.
+    # The shift d, as fractions of the side, is 2 d in normalised units; p -> M (p - 2 d).
+    m = [[cos * fx, -sin * h / w], [sin * fx * w / h, cos]]
+    dx, dy = 2.0 * params.shift[0], 2.0 * params.shift[1]
     theta = torch.tensor(
-        [[cos * fx, -sin * h / w, 0.0], [sin * fx * w / h, cos, 0.0]], dtype=image.dtype
+        [[m[0][0], m[0][1], -(m[0][0] * dx + m[0][1] * dy)],
+         [m[1][0], m[1][1], -(m[1][0] * dx + m[1][1] * dy)]], dtype=image.dtype
     )
     grid = F.affine_grid(theta.unsqueeze(0), [1, *image.shape], align_corners=False)
     if params.elastic is not None:  # pixels -> normalised [-1, 1] units: 2 / side
