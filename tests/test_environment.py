@@ -18,7 +18,7 @@ import torch
 from eval_fakes import centroid_fit_predict, hashed_fit_predict, make_samples
 
 from msmmt.config import Config
-from msmmt.core.environment import describe_varying, differences, environment, varying
+from msmmt.core.environment import consensus, describe_varying, differences, environment, varying
 from msmmt.engine.export import checkpoint_extra
 from msmmt.evaluation.comparison import compare_runs, comparison_markdown
 from msmmt.evaluation.report import environment_warning, write_report
@@ -53,6 +53,9 @@ def test_differences_varying_and_their_description():
         "numpy": {"2.4.5": ["f1", "f2"], "2.4.6": ["f3"]},
     }
     assert varying({"f1": a, "f2": dict(a)}) == {} and varying({"f1": None, "f2": None}) == {}
+    assert consensus(envs) == {"cpu": "x"}
+    assert consensus(envs, mixed="mixed") == {"numpy": "mixed", "cpu": "x"}
+    assert consensus({"f1": None}) is None
     lines = describe_varying(spread, "folds", limit=1)
     assert lines[1] == "numpy: 2.4.5 (2 folds: f1, ...); 2.4.6 (1 folds: f3)"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import msmmt
 
-__all__ = ["LIBRARIES", "describe_varying", "differences", "environment", "varying"]
+__all__ = ["LIBRARIES", "consensus", "describe_varying", "differences", "environment", "varying"]
 
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
@@ -47,7 +47,7 @@ _SIMD = ("avx512f", "avx2", "avx", "sse4_2", "asimd", "neon")
 def _library(distributions: tuple[str, ...]) -> str:
     for name in distributions:
         try:
-            return f"{metadata.version(name)}" + ("" if name == distributions[0] else f" ({name})")
+            return metadata.version(name) + ("" if name == distributions[0] else f" ({name})")
         except metadata.PackageNotFoundError:
             continue
     return "not installed"
@@ -131,6 +131,18 @@ def varying(envs: Mapping[str, Mapping[str, str] | None]) -> dict[str, dict[str,
         if len(values) > 1:
             out[key] = values
     return out
+
+
+def consensus(envs: Mapping[str, Mapping[str, str] | None], mixed: str | None = None) -> dict[str, str] | None:
+    """The entries of the recorded environments among ``envs`` (None: not recorded) with one value
+    in all of them; an entry that varies is dropped, or set to ``mixed`` when given. None when no
+    environment is recorded."""
+    recorded = {name: env for name, env in envs.items() if env is not None}
+    if not recorded:
+        return None
+    spread = varying(recorded)
+    first = next(iter(recorded.values()))
+    return {k: mixed if k in spread else v for k, v in first.items() if mixed is not None or k not in spread}
 
 
 def describe_varying(spread: Mapping[str, Mapping[str, list[str]]], what: str, limit: int = 3) -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from msmmt.core.environment import describe_varying, varying
+from msmmt.core.environment import consensus, describe_varying, varying
 from msmmt.core.io import atomic_write_text
 from msmmt.engine.metrics import scores
 from msmmt.evaluation.results import RunResults, load_run, select_component
@@ -154,11 +154,7 @@ def _group_environment(group: RunGroup) -> dict[str, str] | None:
     """The environment of a run's finished folds (all seeds), ``mixed`` where they differ;
     None when no fold recorded one."""
     envs = {f"{i}/{fold}": env for i, r in enumerate(group.seeds) for fold, env in r.environments.items()}
-    recorded = [env for env in envs.values() if env is not None]
-    if not recorded:
-        return None
-    spread = varying({name: env for name, env in envs.items() if env is not None})
-    return {k: "mixed" if k in spread else v for k, v in recorded[0].items()}
+    return consensus(envs, mixed="mixed")
 
 
 def _group_rows(group: RunGroup, n_boot: int, seed: int) -> list[dict]:

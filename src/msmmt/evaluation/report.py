@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from msmmt.config import Config, departures_from_paper
-from msmmt.core.environment import describe_varying, varying
+from msmmt.core.environment import consensus, describe_varying, varying
 from msmmt.core.io import atomic_write_text
 from msmmt.engine.metrics import per_class
 from msmmt.evaluation.figures import write_figures
@@ -160,10 +160,7 @@ def _folds_section(results: RunResults) -> list[str]:
 def environment_warning(results: RunResults) -> list[str]:
     """Empty when every finished fold recorded the same environment; else a lead line and one
     line per entry in which they differ (library versions, CPU, threads, msmmt's commit)."""
-    return _varying_lines(varying(results.environments))
-
-
-def _varying_lines(spread: dict[str, dict[str, list[str]]]) -> list[str]:
+    spread = varying(results.environments)
     if not spread:
         return []
     return ["The folds were not all computed in the same environment; the scores may include "
@@ -171,16 +168,14 @@ def _varying_lines(spread: dict[str, dict[str, list[str]]]) -> list[str]:
 
 
 def _environment_section(results: RunResults) -> list[str]:
-    recorded = [env for env in results.environments.values() if env is not None]
+    common = consensus(results.environments)
     out = ["## Environment", ""]
-    if not recorded:
+    if common is None:
         return out + ["Not recorded: the folds were finished by an msmmt that did not record it.", ""]
-    spread = varying(results.environments)
-    warning = _varying_lines(spread)
-    common = [(k, v) for k, v in recorded[0].items() if k not in spread]
+    warning = environment_warning(results)
     out += ["What the folds ran with (`done.json` of each fold; scores depend on library versions "
             "and the CPU as well as on the code, docs/RELIABILITY.md):", "",
-            _md_table(["entry", "value"], common), ""]
+            _md_table(["entry", "value"], list(common.items())), ""]
     if warning:
         out += [f"**{warning[0]}**", ""] + [f"- {line}" for line in warning[1:]] + [""]
     return out
