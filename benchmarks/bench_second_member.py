@@ -65,6 +65,8 @@ def combinations(first: Path, ensemble: Path, others: list[Path]) -> list[dict]:
     if e.config.model.members != 2:
         raise SystemExit(f"{ensemble}: not a two-network ensemble")
     vit_2 = 2.0 * vit_pair - vit_1
+    if vit_2.min() < -1e-6 or not np.allclose(vit_2.sum(axis=1), 1.0, atol=1e-5):
+        raise SystemExit(f"{ensemble}: {first}'s network is not one of its members")
     combined = {f"{ensemble.name} (seed ensemble)": blend(vit_pair, pixel, w)}
     for other in others:
         p = _probabilities(load_run(other), keys)
