@@ -31,8 +31,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from msmmt.evaluation.results import RunResults, load_run
+from msmmt.core.records import DatasetError
+from msmmt.evaluation.results import RunResults, load_run, select_component
 from msmmt.evaluation.uncertainty import bootstrap_interval, paired_difference
 from msmmt.model.pixel_head import blend
 
@@ -40,36 +42,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import probability_run, record  # noqa: E402
 
 
-def _probabilities(run: RunResults, keys, prefix: str = "") -> np.ndarray:
-    """``(N, C)`` probabilities (columns ``<prefix>p_<class>``) of ``run`` in ``keys``' order."""
+def _probabilities(run: RunResults, folds: pd.Series, component: str | None = None) -> np.ndarray:
+    """``(N, C)`` probabilities of ``run`` for the clips of ``folds`` (key -> fold, the first
+    run's), in that order: its model's, or those of one component of its blend (``vit``,
+    ``pixel``; :func:`msmmt.evaluation.results.select_component`). Every clip must have been
+    tested in the same fold as in the first run."""
+    if component is not None:
+        run = select_component(run, component)
     table = run.predictions.set_index("key")
-    columns = [f"{prefix}p_{c}" for c in run.classes]
-    missing = [c for c in columns if c not in table]
-    if missing:
-        raise SystemExit(f"{run.run_dir}: no {', '.join(missing)} in its predictions")
-    if set(table.index) != set(keys) or len(table) != len(keys):
+    if set(table.index) != set(folds.index) or len(table) != len(folds):
         raise SystemExit(f"{run.run_dir}: it tested other clips than the first run")
-    return table.loc[keys, columns].to_numpy()
+    if not table.loc[folds.index, "fold"].equals(folds):
+        raise SystemExit(f"{run.run_dir}: its folds are not the first run's")
+    return table.loc[folds.index, [f"p_{c}" for c in run.classes]].to_numpy()
 
 
 def combinations(first: Path, ensemble: Path, others: list[Path]) -> list[dict]:
     """Rows: the seed ensemble, then per other run its two combinations (module doc)."""
     a, e = load_run(first), load_run(ensemble)
     table = a.predictions
-    keys = table["key"].to_numpy()
+    folds = table.set_index("key")["fold"]
     w = a.config.model.pixel_blend
-    vit_1, pixel = _probabilities(a, keys, "vit_"), _probabilities(a, keys, "pixel_")
-    vit_pair = _probabilities(e, keys, "vit_")  # mean of the ensemble's two ViTs
-    if not np.allclose(_probabilities(e, keys, "pixel_"), pixel, atol=1e-6):
-        raise SystemExit(f"{ensemble}: its pixel head is not {first}'s")
     if e.config.model.members != 2:
         raise SystemExit(f"{ensemble}: not a two-network ensemble")
+    vit_1, pixel = _probabilities(a, folds, "vit"), _probabilities(a, folds, "pixel")
+    vit_pair = _probabilities(e, folds, "vit")  # mean of the ensemble's two ViTs
+    if not np.allclose(_probabilities(e, folds, "pixel"), pixel, atol=1e-6):
+        raise SystemExit(f"{ensemble}: its pixel head is not {first}'s")
     vit_2 = 2.0 * vit_pair - vit_1
     if vit_2.min() < -1e-6 or not np.allclose(vit_2.sum(axis=1), 1.0, atol=1e-5):
         raise SystemExit(f"{ensemble}: {first}'s network is not one of its members")
     combined = {f"{ensemble.name} (seed ensemble)": blend(vit_pair, pixel, w)}
     for other in others:
-        p = _probabilities(load_run(other), keys)
+        p = _probabilities(load_run(other), folds)
         combined[f"{first.name} ViT + {other.name}"] = blend((vit_1 + p) / 2, pixel, w)
         combined[f"both ViTs + {other.name}"] = blend((vit_1 + vit_2 + p) / 3, pixel, w)
     runs = {name: probability_run(table, a.classes, p) for name, p in combined.items()}
@@ -91,7 +96,11 @@ def main() -> None:
     ap.add_argument("ensemble", type=Path, help="The seed ensemble (model.members: 2) built on it.")
     ap.add_argument("others", type=Path, nargs="+", help="Runs of other kinds, same folds.")
     args = ap.parse_args()
-    record("second_member", combinations(args.first, args.ensemble, args.others))
+    try:
+        rows = combinations(args.first, args.ensemble, args.others)
+    except (FileNotFoundError, DatasetError) as err:
+        raise SystemExit(str(err)) from None
+    record("second_member", rows)
 
 
 if __name__ == "__main__":
