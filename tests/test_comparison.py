@@ -113,6 +113,8 @@ def test_refuses_other_samples_other_folds_and_unfinished_runs(two_runs):
         compare_runs([root / "centroid", root / "partial"])
     with pytest.raises(ComparisonError, match="not a run directory"):
         compare_runs([root / "centroid", root / "nothing"])
+    with pytest.raises(ComparisonError, match="centroid is given twice"):
+        compare_runs([root / "centroid", root / "random", root / "centroid"])
 
 
 def test_seeds_are_summarised_as_mean_and_spread(tmp_path):

@@ -95,7 +95,8 @@ def test_paired_difference_of_a_run_with_itself_is_zero():
     true, pred, subject = _toy(seed=1, n_subjects=12)
     run = RunPredictions.single(true, pred, subject, 3)
     d = paired_difference(run, run, n_boot=300)
-    assert (d.difference, d.lo, d.hi, d.p_a_better) == (0.0, 0.0, 0.0, 0.0)
+    assert (d.difference, d.lo, d.hi) == (0.0, 0.0, 0.0)
+    assert d.p_a_better == 0.5  # every resample a tie: neither run is better
 
 
 def test_paired_difference_exact_equals_enumeration():
@@ -112,8 +113,19 @@ def test_paired_difference_exact_equals_enumeration():
     b = RunPredictions.single(true, pred_b, subject, 3)
     d = paired_difference(a, b, exact=True)
     assert (d.lo, d.hi) == pytest.approx(tuple(np.quantile(diffs, [0.025, 0.975])))
-    assert d.p_a_better == pytest.approx(np.mean(np.array(diffs) > 0))
+    diffs = np.array(diffs)
+    assert np.mean(diffs == 0) > 0  # ties occur here, and count half
+    assert d.p_a_better == pytest.approx(np.mean(diffs > 0) + 0.5 * np.mean(diffs == 0))
     assert d.n_boot == 27
+
+
+def test_paired_probabilities_of_the_two_orders_sum_to_one():
+    true, pred_a, subject = _toy(seed=2)
+    _, pred_b, _ = _toy(seed=7)
+    a = RunPredictions.single(true, pred_a, subject, 3)
+    b = RunPredictions.single(true, pred_b, subject, 3)
+    ab, ba = paired_difference(a, b, exact=True), paired_difference(b, a, exact=True)
+    assert ab.p_a_better + ba.p_a_better == pytest.approx(1.0)
 
 
 def test_paired_interval_is_narrower_than_unpaired_for_correlated_runs():

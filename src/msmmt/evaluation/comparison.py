@@ -124,13 +124,21 @@ def load_group(path: str | Path, name: str | None = None) -> RunGroup:
 
 
 def _check_comparable(groups: Sequence[RunGroup]) -> None:
+    seen: set[tuple[Path, str | None]] = set()
+    for g in groups:
+        key = (g.path.resolve(), g.component)
+        if key in seen:
+            given = f"{g.path}:{g.component}" if g.component else str(g.path)
+            raise ComparisonError(f"{given} is given twice; a run compared with itself ties on "
+                                  "every resample")
+        seen.add(key)
     first = groups[0]
     for g in groups[1:]:
         differs = _same_files(first.seeds[0].run_dir, g.seeds[0].run_dir)
         if differs:
             what = "samples" if differs == SAMPLES_FILE else "folds"
             raise ComparisonError(
-                f"{g.path} and {first.path} were run on different {what} ({differs} differs): "
+                f"{first.path} and {g.path} were run on different {what} ({differs} differs): "
                 "scores on other samples or folds are not comparable; rerun them on the same "
                 "data with the same eval.protocol (and seed for kfold)"
             )
@@ -268,7 +276,8 @@ def comparison_markdown(c: Comparison) -> str:
             out.append(f"| {p['a']} | {p['b']} | {p['part']} | {p['uf1_diff']:+.4f} "
                        f"[{p['lo']:+.3f}, {p['hi']:+.3f}] | {p['p_a_better']:.3f} |")
         out += ["", "An interval that excludes 0 (P(A > B) near 0 or 1) is a difference beyond "
-                "the subject sampling noise of this data set; one that straddles 0 is not.", ""]
+                "the subject sampling noise of this data set; one that straddles 0 is not. Resamples "
+                "where A and B tie count half to P(A > B).", ""]
     if c.environments:
         out += ["## Environments", "", "The runs were not all computed in the same environment "
                 "(`done.json` of their folds); their differences may include the effect of:", ""]

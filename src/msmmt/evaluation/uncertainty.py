@@ -161,7 +161,8 @@ class PairedDifference:
     lo: float
     hi: float
     p_a_better: float
-    """Fraction of resamples with ``metric_A > metric_B`` (strictly)."""
+    """``P(A > B) + P(A = B) / 2`` over the resamples: 0.5 when the runs tie on every
+    resample (a run with itself), so ``1 - p`` is ``P(B > A)`` counted the same way."""
     n_boot: int
 
 
@@ -182,7 +183,13 @@ def paired_difference(
     diff = _resampled(a, subjects, counts)[metric] - _resampled(b, subjects, counts)[metric]
     point = _point(a)[metric] - _point(b)[metric]
     lo, hi = _quantiles(diff, level)
-    return PairedDifference(metric, point, lo, hi, float(np.mean(diff > 0)), len(counts))
+    return PairedDifference(metric, point, lo, hi, _p_greater(diff), len(counts))
+
+
+def _p_greater(diff: np.ndarray) -> float:
+    """``P(d > 0) + P(d = 0) / 2`` (ties to within 1e-12 count half)."""
+    tie = np.abs(diff) <= 1e-12
+    return float(np.mean(~tie & (diff > 0)) + 0.5 * np.mean(tie))
 
 
 def seed_spread(values: Sequence[float]) -> dict[str, float]:
