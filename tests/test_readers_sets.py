@@ -333,8 +333,10 @@ def test_composite_release_overrides_and_errors(tmp_path):
     assert samples[0].texture_image == apex_dir / "s1_ne_01.jpg"
     other = tmp_path / "r" / "other.csv"
     other.write_text("dataset,sub,filename_o,label,imagename\nsmic,s1,s1_ne_01,2,s1_ne_01.jpg\n")
-    with pytest.raises(DatasetError, match="expected one CSV"):
+    with pytest.raises(DatasetError, match="expected one CSV.*give the CSV's path instead"):
         read_dataset("composite-release", tmp_path / "r")
+    # the CSV's path picks it (the folder is its parent), as --data FOLDER/labels.csv does
+    assert read_dataset("composite-release", csv_path) == samples
     (s,) = read_composite_release(
         tmp_path / "r", csv="other.csv", apex_dir=apex_dir, flow_dir="uv_strain"
     )

@@ -91,7 +91,7 @@ def _find_csv(root: Path) -> Path:
         found = ", ".join(str(p) for p in good) if good else "none"
         raise DatasetError(
             f"{root}: expected one CSV with the columns {', '.join(COLUMNS)} "
-            f"(up to two levels down), found {found}; pass csv="
+            f"(up to two levels down), found {found}; give the CSV's path instead of the folder"
         )
     return good[0]
 
@@ -172,13 +172,16 @@ def read_composite_release(
     apex_dir: str | Path | None = None,
     flow_dir: str | Path | None = None,
 ) -> list[Sample]:
-    """Samples of the composite release under ``root``, in CSV row order.
+    """Samples of the composite release under ``root`` (its folder, or its CSV), in CSV row order.
 
     ``csv``, ``apex_dir`` and ``flow_dir`` override the defaults of the module
     docstring; a relative path that does not exist from the working folder is
     taken from ``root``. Every unusable row is reported at once in a
     :class:`~msmmt.core.records.SheetRowsError`, which also holds the good rows' samples.
     """
+    root = existing(root, "dataset root")
+    if root.is_file() and csv is None:
+        root, csv = root.parent, root
     root = existing_folder(root, "dataset root")
     csv_path = (
         existing(_override(root, csv), "composite CSV") if csv is not None else _find_csv(root)
