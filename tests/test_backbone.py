@@ -307,6 +307,33 @@ def test_bad_weight_files_name_the_path(tmp_path):
         create_vit("vit_tiny_patch16_224", pretrained=str(wrong), img_size=32, patch_size=8, **TINY)
 
 
+def test_hub_weights_offline_or_unfit_are_clear_errors(monkeypatch, tmp_path):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from msmmt.config import ConfigError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("outgoing traffic has been disabled")
+
+    monkeypatch.setattr("timm.models._hub.hf_hub_download", offline)
+    with pytest.raises(ConfigError) as err:
+        create_vit("vit_tiny_patch16_224", pretrained="timm", img_size=32, patch_size=8, **TINY)
+    text = str(err.value)
+    assert text.startswith("model.pretrained timm: could not fetch the ImageNet weights")
+    assert "no network and not in the local cache" in text and "local safetensors" in text
+    # weights the hub does give: loaded when they fit the architecture, refused when not
+    source = tiny_vit()
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    monkeypatch.setattr("timm.models._hub.hf_hub_download", lambda *args, **kwargs: str(path))
+    torch.manual_seed(123)
+    loaded = create_vit("vit_tiny_patch16_224", pretrained="timm", img_size=32, patch_size=8, **TINY)
+    assert torch.equal(loaded.blocks[1].attn.qkv.weight, source.blocks[1].attn.qkv.weight)
+    with pytest.raises(ValueError, match="its hub weights do not fit the architecture"):
+        create_vit("vit_tiny_patch16_224", pretrained="timm", img_size=32, patch_size=8,
+                   embed_dim=64, depth=3, num_heads=2)
+
+
 def test_unsupported_backbones_are_refused():
     with pytest.raises(ValueError, match="not a timm model"):
         create_vit("no_such_vit")

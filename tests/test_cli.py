@@ -62,3 +62,37 @@ def test_threads_option_limits_torch_and_opencv():
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "demo", "--data", "{tmp}", "--out", "{file}"],
+        ["loso", "demo", "--data", "{tmp}", "--out", "{file}"],
+        ["loso", "demo", "--data", "{tmp}", "--out", "{file}", "--seeds", "0,1"],
+        ["compare", "{tmp}/run-a", "{tmp}/run-b", "--out", "{file}"],
+        ["preprocess", "synthetic", "{tmp}", "--out", "{file}"],
+        ["demo", "--out", "{file}"],
+        ["--out", "{file}", "train", "demo", "--data", "{tmp}"],
+    ],
+)
+def test_an_out_folder_that_is_a_file_is_refused_before_any_work(tmp_path, args):
+    file = tmp_path / "results.png"
+    file.write_bytes(b"mine")
+    args = [a.format(tmp=tmp_path, file=file) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"error: {file}: exists and is not a folder (a folder to write into is expected)"
+    )
+    assert file.read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.png"]
+
+
+@pytest.mark.parametrize(
+    ("name", "default"), [("train", "runs/model"), ("loso", "runs/loso"), ("demo", "runs/demo")]
+)
+def test_help_states_the_default_output_folder(name, default):
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0
+    assert f"(default {default})" in " ".join(result.output.split())

@@ -166,3 +166,27 @@ def test_cli_loso_seeds_and_compare(tmp_path, monkeypatch):
     refused = _cli("compare", tmp_path / "single", tmp_path / "other")
     assert refused.exit_code == 2 and "different samples" in refused.output
     assert "Traceback" not in refused.output
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        (",", "--seeds ',': expected comma-separated integers >= 0"),
+        ("-1", "--seeds '-1': expected comma-separated integers >= 0"),
+        ("0,1,0", "--seeds '0,1,0': seed 0 is given twice"),
+    ],
+)
+def test_cli_bad_seeds_are_refused_before_any_run(tmp_path, seeds, message):
+    manifest = write_manifest_dataset(tmp_path, {"casme2/a": 2, "smic/b": 2})
+    r = _cli("loso", "--data", manifest, "--out", tmp_path / "runs", f"--seeds={seeds}")
+    assert r.exit_code == 2 and r.output.startswith(f"error: {message}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_seeds_are_not_nested_in_a_single_run(tmp_path):
+    run_folds(Config(), make_samples(n_subjects=3), tmp_path / "single", centroid_fit_predict,
+              progress=False)
+    manifest = write_manifest_dataset(tmp_path, {"casme2/a": 2, "smic/b": 2})
+    r = _cli("loso", "--data", manifest, "--out", tmp_path / "single", "--seeds", "0")
+    assert r.exit_code == 2 and "already a single run" in r.output
+    assert not (tmp_path / "single" / "seed-0").exists()

@@ -76,6 +76,29 @@ def test_yaml_file_errors_name_file_and_key(tmp_path):
         load_config("no-such-preset")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe", "not UTF-8 text (byte 0xff at offset 0)"),
+        (b"model:\n  depth: [1\n", "not valid YAML: line 3, column 1: expected ',' or ']'"),
+        (b"a: b\n\tc: d\n", "not valid YAML: line 2, column 1: found character '\\t'"),
+        (b"a: 1\nb: x\x01\n", "not valid YAML: line 2, column 5: unacceptable character"),
+    ],
+)
+def test_unreadable_config_files_are_one_line_naming_file_and_place(tmp_path, content, message):
+    f = tmp_path / "x.yaml"
+    f.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    text = str(err.value)
+    assert text.startswith(f"{f}: ") and message in text and "\n" not in text
+    assert "<unicode string>" not in text
+
+
+def test_a_folder_is_not_a_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_config(tmp_path)
+
 def test_saved_config_loads_back_identically(tmp_path):
     cfg = load_config("cpu-small", ["seed=7"])
     path = save_config(cfg, tmp_path / "run" / "config.yaml")

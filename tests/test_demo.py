@@ -75,3 +75,59 @@ def test_demo_scores_do_not_depend_on_the_core_count(tmp_path):
     for fold in sorted((tmp_path / "a" / "run" / "folds").iterdir()):
         other = tmp_path / "b" / "run" / "folds" / fold.name
         assert (fold / "predictions.csv").read_bytes() == (other / "predictions.csv").read_bytes()
+
+
+def test_demo_refuses_a_folder_it_did_not_make_and_keeps_the_users_files(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.txt").write_text("mine too")
+    (tmp_path / "cache").mkdir()
+    result = runner.invoke(app, [*SMALL, "demo", "-o", str(tmp_path), "--subjects", "2"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {tmp_path / 'data'}: folder is not empty")
+    assert "[1/4]" not in result.output
+    assert (tmp_path / "data" / "a.txt").read_text() == "mine"
+    assert (tmp_path / "run" / "results.txt").read_text() == "mine too"
+    assert (tmp_path / "cache").is_dir()
+
+    # no data folder, but a run folder that the demo cannot have made: kept too
+    (tmp_path / "data" / "a.txt").unlink()
+    result = runner.invoke(app, [*SMALL, "demo", "-o", str(tmp_path), "--subjects", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"error: {tmp_path / 'run'}: not empty" in result.output
+    assert (tmp_path / "run" / "results.txt").read_text() == "mine too"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "minimum"),
+    [
+        ("--subjects", "0", 2),
+        ("--subjects", "1", 2),  # LOSO needs two subjects
+        ("--clips-per-subject", "0", 1),
+        ("--workers", "0", 1),
+    ],
+)
+def test_demo_sizes_are_checked_before_any_work(tmp_path, option, value, minimum):
+    result = runner.invoke(app, ["demo", "-o", str(tmp_path / "d"), option, value])
+    assert result.exit_code == 2
+    assert option in result.output and f"greater than or equal to {minimum}" in result.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_failing_fold_of_the_demo_is_a_short_error(tmp_path, monkeypatch):
+    import msmmt.evaluation.fit_predict as fit_predict
+
+    def broken(cfg):
+        def fit(*args):
+            raise RuntimeError("out of memory")
+
+        return fit
+
+    monkeypatch.setattr(fit_predict, "fit_predict_for", broken)
+    args = ["demo", "-o", str(tmp_path), "--subjects", "2", "--clips-per-subject", "1"]
+    result = runner.invoke(app, ["-q", *SMALL, *args, "--workers", "1"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # not the fold's error: no traceback
+    assert "error: 2 fold(s) failed:" in result.output and "out of memory" in result.output
+    assert "rerun the same command to retry them" in result.output

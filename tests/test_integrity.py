@@ -475,8 +475,11 @@ def test_every_bad_manifest_row_is_reported_at_once(tmp_path):
     lines = manifest.read_text().splitlines()
     lines[1] = lines[1].replace("negative", "bogus")
     (tmp_path / "tex_2.png").unlink()
+    (tmp_path / "flow_3.png").write_bytes(b"notapng")
     manifest.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError) as err:
         read_precomputed(manifest)
     assert "row 2: unknown label 'bogus'" in str(err.value)
-    assert "row 4: texture_image" in str(err.value) and len(err.value.samples) == 2
+    assert "row 4: texture_image" in str(err.value)
+    assert f"row 5: flow_image {tmp_path / 'flow_3.png'}: not a readable image" in str(err.value)
+    assert len(err.value.samples) == 1

@@ -237,6 +237,40 @@ def test_explain_draws_the_patch_weights(trained, tmp_path):
     assert img is not None and img.shape[0] > 200 and img.shape[1] > img.shape[0]
 
 
+def test_explain_writes_the_default_name_into_a_folder_out(trained, tmp_path):
+    root, raw = trained
+    folder = next(iter(raw.values())).frames[0].parent
+    existing = tmp_path / "figures"
+    existing.mkdir()
+    for out, where in ((str(existing), existing), (f"{tmp_path / 'new'}/", tmp_path / "new")):
+        result = runner.invoke(app, ["explain", str(root / "model"), str(folder), "--out", out])
+        assert result.exit_code == 0, result.output
+        assert [p.name for p in where.iterdir()] == [f"{folder.name}_explain.png"]
+        assert cv2.imread(str(where / f"{folder.name}_explain.png")) is not None
+
+
+@pytest.mark.parametrize(("out", "what"), [("fig", "no suffix"), ("fig.txt", "suffix .txt")])
+def test_explain_refuses_an_out_without_an_image_suffix_before_any_work(tmp_path, out, what):
+    # the checkpoint and clip do not exist: the --out error comes first
+    out = str(tmp_path / out)
+    args = ["explain", str(tmp_path / "model"), str(tmp_path / "clip"), "-o", out]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: --out {out}: {what}; expected an image suffix (")
+    listed = result.output.split("(", 1)[1].split(")", 1)[0].split(", ")
+    assert {"png", "pdf", "svg"} <= set(listed)  # matplotlib's list of what it saves
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_help_says_a_folder_out_is_accepted():
+    result = runner.invoke(app, ["explain", "--help"])
+    help_text = " ".join(result.output.split())
+    assert "Figure to write, in the format of its suffix (.png, .pdf, .svg, ...)" in help_text
+    assert "or a folder (an existing one, or a path ending in /) to write CLIP-NAME_explain.png" in (
+        help_text
+    )
+
+
 def test_a_clip_without_a_face_is_a_clear_error(trained, tmp_path):
     root, _ = trained
     rng = np.random.default_rng(0)

@@ -66,6 +66,11 @@ def test_duplicate_keys_and_empty_input_rejected():
         loso_folds([])
 
 
+def test_loso_of_one_subject_is_refused():
+    with pytest.raises(DatasetError, match=r"needs at least 2 subjects, the data has 1 \(a/1\)"):
+        loso_folds(make_samples({"a/1": 3}))
+
+
 @pytest.mark.parametrize("k,seed", [(2, 0), (3, 1), (4, 5), (5, 2)])
 def test_group_kfold_grouped_balanced_and_complete(k, seed):
     rng = np.random.default_rng(seed)

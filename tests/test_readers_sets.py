@@ -349,6 +349,12 @@ def test_composite_release_overrides_and_errors(tmp_path):
     with pytest.raises(DatasetError, match="flow image 006_006_1_2.png not found") as err:
         read_composite_release(tmp_path / "r", csv=csv_path)
     assert f"{csv_path} row 4" in str(err.value)
+    (apex_dir / "s1_ne_01.jpg").write_bytes(b"notajpeg")
+    with pytest.raises(DatasetError) as err:
+        read_composite_release(tmp_path / "r", csv=csv_path)
+    assert f"{csv_path} row 2: apex image {apex_dir / 's1_ne_01.jpg'}: not a readable image" in str(
+        err.value
+    )
 
 
 @pytest.mark.parametrize(

@@ -277,6 +277,85 @@ def test_cli_clear_errors(tmp_path, fake_model):
     assert r.exit_code == 2 and "not a run directory" in r.output
 
 
+def test_cli_refuses_unusable_data_before_any_fold(tmp_path, fake_model):
+    (tmp_path / "data").mkdir()
+    manifest = write_manifest_dataset(tmp_path / "data", SUBJECTS)
+    run = tmp_path / "run"
+    for command in ("loso", "train"):  # one check for both: raw clips are not training data
+        r = _cli(command, "--data", tmp_path / "data", "--dataset", "synthetic", "--out", run)
+        assert r.exit_code == 2 and r.output.startswith("error: synthetic dataset")
+        assert "preprocess them first (msmmt preprocess synthetic" in r.output
+    r = _cli("loso", "--data", manifest, "--dataset", "nosuch", "--out", run)
+    assert r.exit_code == 2
+    assert r.output.strip() == "error: unknown dataset 'nosuch'; one of precomputed, composite-release"
+    (tmp_path / "one").mkdir()
+    one = write_manifest_dataset(tmp_path / "one", {"casme2/sub01": 3})
+    r = _cli("loso", "--data", one, "--out", run)
+    assert r.exit_code == 2
+    assert "error: leave-one-subject-out needs at least 2 subjects, the data has 1" in r.output
+    r = _cli("--set", "eval.protocol=kfold", "--set", "eval.k=4", "loso", "--data", manifest,
+             "--out", run)
+    assert r.exit_code == 2 and "k=4 folds need at least 4 subjects, the data has 3" in r.output
+    (tmp_path / "data" / "flow_4.png").write_bytes(b"notapng")
+    r = _cli("loso", "--data", manifest, "--out", run)
+    assert r.exit_code == 2
+    assert f"{manifest} row 6: flow_image {tmp_path / 'data' / 'flow_4.png'}: not a readable" in r.output
+    assert "Traceback" not in r.output and not run.exists()
+
+
+def test_cli_loso_loads_pretrained_weights_before_any_fold(tmp_path, fake_model, monkeypatch):
+    import torch
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from safetensors.torch import save_file
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("outgoing traffic has been disabled")
+
+    monkeypatch.setattr("timm.models._hub.hf_hub_download", offline)
+    (tmp_path / "data").mkdir()
+    manifest = write_manifest_dataset(tmp_path / "data", SUBJECTS)
+    r = _cli("--set", "model.pretrained=timm", "--set", "model.backbone=vit_tiny_patch16_224",
+             "loso", "--data", manifest, "--out", tmp_path / "run")
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines()[-1].startswith(
+        "error: model.pretrained timm: could not fetch the ImageNet weights of 'vit_tiny_patch16_224'"
+    )
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"something.else": torch.zeros(3)}, str(wrong))
+    r = _cli("--set", f"model.pretrained={wrong}", "--set", "model.backbone=vit_tiny_patch16_224",
+             "loso", "--data", manifest, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and f"error: {wrong}: weights do not fit the backbone" in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_report_of_a_run_without_finished_folds_writes_nothing(tmp_path):
+    def broken(cfg, train, test, fold_dir):
+        raise RuntimeError("nope")
+
+    with pytest.raises(FoldsFailedError):
+        run_folds(Config(), make_samples(n_subjects=3), tmp_path, broken, progress=False)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = _cli("report", tmp_path)
+    assert r.exit_code == 1 and r.output == f"error: {tmp_path}: no fold is finished yet\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_cli_report_and_compare_refuse_a_run_with_a_broken_config_in_one_line(tmp_path):
+    samples = make_samples(n_subjects=3)
+    for name in ("good", "bad"):
+        run_folds(Config(), samples, tmp_path / name, centroid_fit_predict, progress=False)
+    saved = tmp_path / "bad" / "config.yaml"
+    saved.write_text("x\n")
+    for args in (["report", tmp_path / "bad"], ["compare", tmp_path / "good", tmp_path / "bad"]):
+        r = _cli(*args)
+        assert r.exit_code == 2, r.output
+        assert r.output == (
+            f"error: {saved}: top level must be a mapping of sections (the saved config of run "
+            f"{saved.parent})\n"
+        )
+    assert not (tmp_path / "bad" / "report.md").exists()
+
+
 def test_report_and_table_state_how_the_config_departs_from_the_paper(tmp_path, capsys):
     samples = make_samples(n_subjects=3, datasets=COMPOSITE)
     for name in ("cpu-small", "paper"):

@@ -170,6 +170,31 @@ def test_spot_cli_bad_input_is_a_one_line_error(tmp_path):
     assert result.exit_code != 0 and "no face" in result.output and "Traceback" not in result.output
 
 
+def test_spot_cli_checks_truth_and_out_before_spotting(tmp_path, monkeypatch):
+    import msmmt.inference.spot
+
+    def no_spotting(*args, **kwargs):
+        raise AssertionError("spotted before checking the options")
+
+    monkeypatch.setattr(msmmt.inference.spot, "spot", no_spotting)
+    video = tmp_path / "video.avi"
+    video.write_bytes(b"")
+    missing = tmp_path / "nosuch.csv"
+    result = runner.invoke(app, ["spot", str(video), "--truth", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {missing}: ") and "No such file" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("start,end\n1,2\n")
+    result = runner.invoke(app, ["spot", str(video), "--truth", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: {bad}: no column(s) offset, onset\n"
+    result = runner.invoke(app, ["spot", str(video), "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"error: --out {tmp_path}: is a folder; give the name of the CSV file to write\n"
+    )
+
+
 @pytest.mark.slow
 def test_spot_cli_classifies_each_interval_as_predict_does(long_video, tmp_path):
     from msmmt.inference.predict import Predictor

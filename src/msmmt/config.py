@@ -496,6 +496,8 @@ def _validate(raw: dict[str, Any], source: str) -> Config:
 def _resolve(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, not a config file")
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         return path
@@ -506,6 +508,42 @@ def _resolve(name_or_path: str | Path) -> Path:
             f"(presets: {', '.join(list_presets())})"
         )
     return preset
+
+
+def _at(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
+    """PyYAML's report in one line, with 1-based line and column (not its source excerpt)."""
+    if isinstance(err, yaml.reader.ReaderError):
+        before = text[: err.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        return f"line {line}, column {column}: {str(err).splitlines()[0]}"
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return " ".join(str(err).split())
+    problem = f"{_at(err.problem_mark)}: {err.problem}" if err.problem_mark else str(err.problem)
+    if err.context:
+        since = f" from {_at(err.context_mark)}" if err.context_mark else ""
+        problem += f" ({err.context}{since})"
+    return problem
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed content of a UTF-8 YAML (or JSON) file; ConfigError saying what is wrong."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "a config is a YAML file"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err, text)}") from None
 
 
 def _parse_value(text: str) -> Any:
@@ -567,10 +605,7 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
     if name_or_path is not None:
         path = _resolve(name_or_path)
         source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        loaded = _read_yaml(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

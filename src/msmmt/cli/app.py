@@ -61,7 +61,8 @@ STATE = GlobalOptions()
 # Arguments shared by the commands that train (train, loso).
 CONFIG_ARG = typer.Argument(help="Preset name or YAML file (default: the global --config).")
 DATA_OPT = typer.Option(
-    "--data", help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess)."
+    "--data", help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess); "
+    "with --dataset composite-release, the release's folder or its CSV."
 )
 DATASET_OPT = typer.Option(help="Reader of --data: precomputed or composite-release.")
 # Where the work runs (loso, preprocess).
@@ -169,5 +170,13 @@ def check_pretrained(cfg: Config) -> None:
 
 
 def output_dir(explicit: Path | None, default: str) -> Path:
-    """The command's output folder: its own ``--out``, else the global one, else ``default``."""
-    return Path(explicit or STATE.out or default)
+    """The command's output folder: its own ``--out``, else the global one, else ``default``
+    (checked by :func:`check_folder`)."""
+    return check_folder(Path(explicit or STATE.out or default))
+
+
+def check_folder(path: Path) -> Path:
+    """``path``, a folder to write into; a one-line failure when a file is there."""
+    if path.exists() and not path.is_dir():
+        raise fail(f"{path}: exists and is not a folder (a folder to write into is expected)")
+    return path

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import app, fail
+from msmmt.cli.app import app, check_folder, fail
 
 
 @app.command()
@@ -36,6 +36,8 @@ def compare(
     )
     from msmmt.evaluation.figures import COMPARISON_PNG, plot_comparison
 
+    if out is not None:
+        check_folder(out)
     try:
         result = compare_runs(runs, n_boot=n_boot)
     except (ComparisonError, FileNotFoundError, DatasetError) as err:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail, output_dir
+from msmmt.cli.app import STATE, app, check_folder, fail, load_or_fail, output_dir
 from msmmt.config import Config
 from msmmt.core.records import Sample
 from msmmt.core.threads import limit_threads
@@ -26,10 +26,14 @@ also 3-7x faster per fold than two (40-140 s against 330-720 s)."""
 
 @app.command()
 def demo(
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
-    subjects: Annotated[int, typer.Option(help="Synthetic subjects (= LOSO folds).")] = 8,
-    clips_per_subject: Annotated[int, typer.Option(help="Synthetic clips per subject.")] = 6,
-    workers: Annotated[int, typer.Option(help="Preprocessing processes.")] = 2,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default runs/demo).")
+    ] = None,
+    subjects: Annotated[int, typer.Option(min=2, help="Synthetic subjects (= LOSO folds).")] = 8,
+    clips_per_subject: Annotated[
+        int, typer.Option(min=1, help="Synthetic clips per subject.")
+    ] = 6,
+    workers: Annotated[int, typer.Option(min=1, help="Preprocessing processes.")] = 2,
 ) -> None:
     """Synthesise a small dataset, preprocess it, run LOSO with the `demo` preset, report.
 
@@ -51,7 +55,7 @@ def demo(
     start = time.perf_counter()
     progress = STATE.verbosity >= 0
 
-    data_dir, cache_dir, run_dir = root / "data", root / "cache", root / "run"
+    data_dir, cache_dir, run_dir = (check_folder(root / name) for name in ("data", "cache", "run"))
     _synthesise(data_dir, (cache_dir, run_dir), subjects, clips_per_subject, cfg.seed)
 
     typer.echo(
@@ -81,17 +85,43 @@ def _synthesise(data_dir: Path, derived: tuple[Path, ...], subjects: int, clips:
     if _existing_set(data_dir) == {"subjects": subjects, "clips_per_subject": clips, "seed": seed}:
         typer.echo(f"[1/4] synthetic clips: reusing {data_dir}")
         return
+    _check_replaceable(data_dir, derived)
     typer.echo(f"[1/4] synthetic clips: {subjects} subjects x {clips} clips -> {data_dir}")
     for stale in derived:
         shutil.rmtree(stale, ignore_errors=True)
     generate(data_dir, subjects=subjects, clips_per_subject=clips, seed=seed)
 
 
+def _check_replaceable(data_dir: Path, derived: tuple[Path, ...]) -> None:
+    """Fail, before anything is removed, unless ``data_dir`` can take a new synthetic set
+    and the folders ``derived`` are absent, empty or made from an earlier set there."""
+    from msmmt.core.records import DatasetError
+    from msmmt.data.synthetic import META_NAME, previous_folders
+
+    try:
+        previous_folders(data_dir)
+    except (FileExistsError, DatasetError) as err:
+        raise fail(str(err)) from None
+    if (data_dir / META_NAME).is_file():
+        return
+    for folder in derived:
+        if folder.is_dir() and any(folder.iterdir()):
+            raise fail(
+                f"{folder}: not empty, and {data_dir} holds no synthetic set it could have "
+                "been made from; use another --out"
+            )
+
+
 def _run_loso(cfg: Config, samples: list[Sample], run_dir: Path, progress: bool) -> None:
     """Step 3: LOSO into ``run_dir``, resuming it; a run made from earlier images of these
     clips (another msmmt version, a rebuilt cache) is set aside and made afresh."""
     from msmmt.evaluation.fit_predict import fit_predict_for
-    from msmmt.evaluation.runner import InputsChangedError, RunDirMismatchError, run_folds
+    from msmmt.evaluation.runner import (
+        FoldsFailedError,
+        InputsChangedError,
+        RunDirMismatchError,
+        run_folds,
+    )
 
     try:
         try:
@@ -102,6 +132,8 @@ def _run_loso(cfg: Config, samples: list[Sample], run_dir: Path, progress: bool)
             run_folds(cfg, samples, run_dir, fit_predict_for(cfg), progress=progress)
     except RunDirMismatchError as err:
         raise fail(f"{err}\n(another config than the finished run's: use another --out)") from None
+    except FoldsFailedError as err:
+        raise fail(f"{err}\nrerun the same command to retry them", code=1) from None
 
 
 def _set_aside(run_dir: Path) -> Path:

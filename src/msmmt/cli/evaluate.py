@@ -78,6 +78,7 @@ def loso(
     from msmmt.data.readers import read_for_training
     from msmmt.evaluation.executors import make_executor
     from msmmt.evaluation.runner import FoldsFailedError, RunDirMismatchError, run_folds
+    from msmmt.model.backbone import preload_pretrained
     from msmmt.preprocess.cache import adopt_cache_settings
 
     cfg = load_or_fail(config)
@@ -95,6 +96,8 @@ def loso(
         if dataset == "precomputed":  # evaluate with (and record) the cache's settings
             cfg = adopt_cache_settings(cfg, data)
         samples = read_for_training(dataset, data, cfg.data)
+        if cfg.baseline.kind == "none":  # no network, bad weights: fail here, not in every fold
+            preload_pretrained(cfg.model)
         n_subjects = len({s.subject for s in samples})
         typer.echo(
             f"{cfg.eval.protocol}: {len(samples)} clips of {n_subjects} subjects "
@@ -159,11 +162,14 @@ def _fold_selection(folds: str | None, shard: str | None) -> list[str] | None:
 def _loso_seeds(seeds: str, root: Path, run_one) -> None:
     """``run_one(root/seed-<n>)`` once per seed, then ``root/seeds.md`` when all are done."""
     from msmmt.evaluation.comparison import ComparisonError, write_seed_summary
+    from msmmt.evaluation.runner import CONFIG_FILE
 
-    try:
-        values = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise fail(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    values = _parse_seeds(seeds)
+    if (root / CONFIG_FILE).is_file():
+        raise fail(
+            f"--out {root}: already a single run (it holds {CONFIG_FILE}); --seeds needs a new "
+            "folder or that of an earlier `loso --seeds`"
+        )
     before = STATE.seed
     try:
         for s in values:
@@ -178,13 +184,25 @@ def _loso_seeds(seeds: str, root: Path, run_one) -> None:
         typer.echo(f"no seed summary yet: {err}")
 
 
+def _parse_seeds(seeds: str) -> list[int]:
+    """The seeds of ``--seeds``: non-negative integers, at least one, none twice."""
+    items = [s.strip() for s in seeds.split(",") if s.strip()]
+    if not items or not all(s.isascii() and s.isdigit() for s in items):
+        raise fail(f"--seeds {seeds!r}: expected comma-separated integers >= 0, e.g. 0,1,2")
+    values = [int(s) for s in items]
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise fail(f"--seeds {seeds!r}: seed {twice[0]} is given twice")
+    return values
+
+
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder written by `msmmt loso`.")],
 ) -> None:
     """Merge the finished folds of a run (from any shards) into report.md, metrics.csv,
-    predictions.csv and figures; print the scores. Exits 1 if no fold is finished.
-    For a folder of seed-<n> runs (loso --seeds): each seed's report and RUN/seeds.md."""
+    predictions.csv and figures; print the scores. Exits 1, writing nothing, if no fold is
+    finished. For a folder of seed-<n> runs (loso --seeds): each seed's report and RUN/seeds.md."""
     from msmmt.cli.scores import write_and_print_report
     from msmmt.core.records import DatasetError
     from msmmt.evaluation.comparison import ComparisonError, seed_dirs, write_seed_summary
@@ -204,10 +222,9 @@ def report(
         typer.echo(f"seeds: {path}")
         return
     try:
+        if not load_run(run).folds("done"):
+            raise fail(f"{run}: no fold is finished yet", code=1)
         path = write_and_print_report(run)
-        done = load_run(run).folds("done")
     except (FileNotFoundError, DatasetError) as err:
         raise fail(str(err)) from None
     typer.echo(f"report: {path}")
-    if not done:
-        raise fail(f"{run}: no fold is finished yet", code=1)

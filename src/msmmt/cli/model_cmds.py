@@ -9,6 +9,7 @@ training clips were, with the preprocessing settings saved in the checkpoint.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from msmmt.cli.app import (
     DATASET_OPT,
     STATE,
     app,
+    check_folder,
     check_pretrained,
     fail,
     load_or_fail,
@@ -42,7 +44,8 @@ def train(
     data: Annotated[Path, DATA_OPT] = ...,
     dataset: Annotated[str, DATASET_OPT] = "precomputed",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Checkpoint folder to write.")
+        Path | None,
+        typer.Option("--out", "-o", help="Checkpoint folder to write (default runs/model)."),
     ] = None,
 ) -> None:
     """Train one model on all subjects of a preprocessed set and save it.
@@ -154,8 +157,14 @@ def explain(
     model: Annotated[Path, _MODEL],
     clip: Annotated[Path, _CLIP],
     out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Figure to write (PNG, PDF or SVG by its suffix)."),
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="FILE|DIR",
+            help="Figure to write, in the format of its suffix (.png, .pdf, .svg, ...); or a "
+            "folder (an existing one, or a path ending in /) to write CLIP-NAME_explain.png into.",
+        ),
     ] = None,
     onset: Annotated[int | None, _ONSET] = None,
     apex: Annotated[int | None, _APEX] = None,
@@ -171,11 +180,12 @@ def explain(
     """
     from msmmt.inference.explain import USE, draw_patch_weights
 
+    folder, figure = _figure_target(out)
     predictor, a = _analyse(model, clip, onset, apex, offset)
     variant = predictor.config.model.patch_weighting
     if not a.output.patch_weights:
         raise fail(f"{model}: model.patch_weighting is {variant}: the model computes no patch weights")
-    figure = out or Path(STATE.out or ".") / f"{a.sample.clip}_explain.png"
+    figure = figure or folder / f"{a.sample.clip}_explain.png"
     label = f"{a.label} ({a.probabilities.max():.2f})"
     draw_patch_weights(
         a.images.face,
@@ -188,3 +198,23 @@ def explain(
         variant=variant,
     )
     typer.echo(f"prediction: {label}; patch weights ({variant}: {USE[variant]}) drawn in {figure}")
+
+
+def _figure_target(out: str | None) -> tuple[Path, Path | None]:
+    """The folder to write the default figure name into and the figure file ``--out``
+    names (None: the default name). Fails on a suffix matplotlib cannot save, before any work."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if out is None:
+        return output_dir(None, "."), None
+    path = Path(out)
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        return check_folder(path), None
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        what = f"suffix {path.suffix}" if path.suffix else "no suffix"
+        raise fail(
+            f"--out {out}: {what}; expected an image suffix ({', '.join(formats)}) "
+            "or a folder (an existing one, or a path ending in /)"
+        )
+    return path.parent, path

@@ -18,8 +18,6 @@ from msmmt.cli.app import (
     output_dir,
 )
 
-_NO_FRAMES = ("precomputed", "composite-release")
-
 
 def _annotations(values: list[str] | None) -> str | dict[str, str] | None:
     """One file, or ``casme2=FILE`` / ``samm=FILE`` pairs (the composite set)."""
@@ -66,7 +64,7 @@ def preprocess(
     """
     from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError, SheetRowsError
-    from msmmt.data.readers import DATASETS, read_dataset
+    from msmmt.data.readers import DATASETS, IMAGE_DATASETS, read_dataset
     from msmmt.preprocess.batch import preprocess_dataset
 
     cfg = load_or_fail()
@@ -74,11 +72,12 @@ def preprocess(
         raise fail(f"--executor {executor}: expected local or ray")
     if address is not None and executor != "ray":
         raise fail("--address needs --executor ray")
-    if dataset in _NO_FRAMES or dataset not in DATASETS:
-        choices = ", ".join(d for d in DATASETS if d not in _NO_FRAMES)
+    if dataset in IMAGE_DATASETS or dataset not in DATASETS:
+        choices = ", ".join(d for d in DATASETS if d not in IMAGE_DATASETS)
         raise fail(f"dataset {dataset!r}: expected one of {choices}")
     if not root.exists():
         raise fail(f"dataset root {root} does not exist")
+    cache_dir = output_dir(out, "cache")
     rejected = []
     try:
         samples = read_dataset(dataset, root, _annotations(annotations))
@@ -87,7 +86,6 @@ def preprocess(
         samples, rejected = err.samples, err.problems
     except (DatasetError, ValueError) as err:
         raise fail(str(err)) from None
-    cache_dir = output_dir(out, "cache")
     map_clips = None
     if executor == "ray":
         from msmmt.preprocess.ray_batch import RayClipMap

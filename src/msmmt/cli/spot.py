@@ -8,11 +8,14 @@ import io
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from msmmt.cli.app import STATE, app, fail, load_or_fail, load_predictor
+
+if TYPE_CHECKING:
+    import numpy as np
 
 COLUMNS = ("onset", "apex", "offset", "score")
 
@@ -45,15 +48,20 @@ def _write(rows: list[tuple], header: tuple[str, ...], out: Path | None) -> None
     atomic_write_text(out, text.getvalue())
 
 
-def _truth_score(truth: Path, intervals: list) -> str:
+def _read_truth(truth: Path) -> np.ndarray:
+    """The ground-truth intervals of ``--truth``, or a one-line failure (before any spotting)."""
     from msmmt.core.records import DatasetError
     from msmmt.data.long_video import read_truth
-    from msmmt.evaluation.spotting import score_spotting
 
     try:
-        marks = read_truth(truth)
-    except (DatasetError, FileNotFoundError) as err:
+        return read_truth(truth)
+    except DatasetError as err:
         raise fail(str(err)) from None
+
+
+def _truth_score(truth: Path, marks: np.ndarray, intervals: list) -> str:
+    from msmmt.evaluation.spotting import score_spotting
+
     s = score_spotting([(iv.onset, iv.offset) for iv in intervals], marks)
     return (
         f"against {truth} (IoU >= 0.5): TP {s.tp}, FP {s.fp}, FN {s.fn}; "
@@ -94,6 +102,9 @@ def spot_cmd(
     from msmmt.inference.spot import spot
 
     cfg = load_or_fail()
+    if out is not None and out.is_dir():
+        raise fail(f"--out {out}: is a folder; give the name of the CSV file to write")
+    marks = _read_truth(truth) if truth is not None else None
     start = time.perf_counter()
     try:
         found = spot(video, cfg.spot, fps=fps, preprocess=cfg.preprocess)
@@ -114,7 +125,7 @@ def spot_cmd(
             err=True,
         )
     if truth is not None:
-        typer.echo(_truth_score(truth, found.intervals), err=True)
+        typer.echo(_truth_score(truth, marks, found.intervals), err=True)
 
 
 @app.command("synth-video")

@@ -76,8 +76,14 @@ def _keys(samples: Iterable[Sample]) -> tuple[str, ...]:
 
 
 def loso_folds(samples: Sequence[Sample]) -> list[Fold]:
-    """Leave-one-subject-out: one fold per subject, named :func:`fold_name` of it, sorted."""
+    """Leave-one-subject-out: one fold per subject, named :func:`fold_name` of it, sorted.
+    Fewer than 2 subjects (a fold without training data) is a DatasetError."""
     groups = _by_subject(samples)
+    if len(groups) < 2:
+        raise DatasetError(
+            f"leave-one-subject-out needs at least 2 subjects, the data has {len(groups)} "
+            f"({', '.join(groups) or 'no clips'})"
+        )
     names: dict[str, str] = {}
     for subject in groups:
         name = fold_name(subject)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msmmt.config import Config, load_config
+from msmmt.config import Config, ConfigError, load_config
 from msmmt.core.labels import class_names, label_indices
 from msmmt.core.records import DatasetError
 from msmmt.engine.metrics import confusion, scores, scores_by_group
@@ -121,9 +121,17 @@ def load_run(run_dir: str | Path) -> RunResults:
         raise FileNotFoundError(
             f"{run}: not a run directory (no {CONFIG_FILE} / {PLAN_FILE}); run `msmmt loso` first"
         )
-    cfg = load_config(run / CONFIG_FILE)
+    try:
+        cfg = load_config(run / CONFIG_FILE)
+    except ConfigError as err:
+        raise DatasetError(f"{err} (the saved config of run {run})") from None
     classes = class_names(cfg.data.class_set)
-    plan = pd.read_csv(run / PLAN_FILE, dtype=str)
+    try:
+        plan = pd.read_csv(run / PLAN_FILE, dtype=str)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DatasetError(f"{run / PLAN_FILE}: unreadable fold plan: {err}") from None
+    if "fold" not in plan.columns:
+        raise DatasetError(f"{run / PLAN_FILE}: no fold column; not a fold plan")
     names = list(dict.fromkeys(plan["fold"]))
     status = {name: fold_status(run, name) for name in names}
     preds, hists, errors, environments = [], [], {}, {}

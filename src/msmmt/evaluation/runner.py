@@ -246,7 +246,7 @@ def _prepare_run_dir(cfg: Config, samples: Sequence[Sample], plan: Sequence[Fold
         try:
             saved = load_config(cfg_path)
         except ConfigError as err:
-            raise RunDirMismatchError(f"{cfg_path}: unreadable saved config: {err}") from None
+            raise RunDirMismatchError(f"{err} (the saved config of run {out})") from None
         diff = _config_differences(saved, cfg)
         if diff:
             was, now = flat_settings(saved), flat_settings(cfg)

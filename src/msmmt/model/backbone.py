@@ -42,7 +42,7 @@ from timm.models import load_state_dict
 from timm.models.vision_transformer import Block, VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
-from msmmt.config import ModelConfig
+from msmmt.config import ConfigError, ModelConfig
 from msmmt.model.blocks import block_forward, missing_parts
 from msmmt.model.patch_weighting import (
     VARIANTS,
@@ -53,7 +53,14 @@ from msmmt.model.patch_weighting import (
 )
 from msmmt.model.stem import conv_stem
 
-__all__ = ["ScaleOutput", "ViTBackbone", "build_backbone", "create_vit", "load_vit_weights"]
+__all__ = [
+    "ScaleOutput",
+    "ViTBackbone",
+    "build_backbone",
+    "create_vit",
+    "load_vit_weights",
+    "preload_pretrained",
+]
 
 
 class ScaleOutput(NamedTuple):
@@ -108,9 +115,22 @@ def create_vit(
     except RuntimeError as err:
         if "Unknown model" in str(err):
             raise ValueError(f"backbone {name!r}: not a timm model name") from None
+        if pretrained == "timm" and "loading state_dict" in str(err):
+            raise ValueError(
+                f"backbone {name!r}: its hub weights do not fit the architecture the config "
+                "overrides (patch_size / embed_dim / depth / num_heads); set model.pretrained: null"
+            ) from None
         raise
     except TypeError as err:
         raise ValueError(f"backbone {name!r}: does not take these options ({err})") from None
+    except OSError as err:  # the hub's LocalEntryNotFoundError, urllib's URLError
+        if pretrained != "timm":
+            raise
+        raise ConfigError(
+            f"model.pretrained timm: could not fetch the ImageNet weights of {name!r} (no network "
+            f"and not in the local cache: {type(err).__name__}); set model.pretrained to a local "
+            "safetensors / .pth / .npz file of them, or fetch them once with a network"
+        ) from None
     _check_supported(vit, name)
     if pretrained is not None and pretrained != "timm":
         load_vit_weights(vit, pretrained)
@@ -321,6 +341,14 @@ def _spans(lengths: Sequence[int]) -> list[tuple[int, int]]:
         spans.append((start, start + n))
         start += n
     return spans
+
+
+def preload_pretrained(cfg: ModelConfig) -> None:
+    """Build the backbone once when it has pretrained weights: fetches the hub's into the
+    local cache and checks that they (or the local file's) load and fit, so that a missing
+    network or a bad file fails up front (ConfigError / ValueError), not in every fold."""
+    if cfg.pretrained is not None:
+        build_backbone(cfg)
 
 
 def build_backbone(cfg: ModelConfig) -> ViTBackbone:

@@ -34,6 +34,7 @@ from msmmt.data.readers.smic import read_smic
 
 __all__ = [
     "DATASETS",
+    "IMAGE_DATASETS",
     "filter_class_set",
     "load_frames",
     "read_clip",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 DATASETS = ("casme2", "samm", "smic", "composite", "precomputed", "composite-release", "synthetic")
+IMAGE_DATASETS = ("precomputed", "composite-release")
+"""The readers whose samples carry the modality images (what training reads); the others
+read frames, for ``msmmt preprocess``."""
 
 _NO_SHEET = ("smic", "precomputed")
 
@@ -65,9 +69,18 @@ def read_dataset(
 def read_for_training(name: str, root: str | Path, data: DataConfig) -> list[Sample]:
     """Samples of ``name`` at ``root`` as training and evaluation use them.
 
-    Labels are mapped to ``data.class_set`` (samples outside it are left out) and only
-    the datasets in ``data.datasets`` are kept; an empty result is a DatasetError.
+    ``name`` must be one of :data:`IMAGE_DATASETS` (a reader of frames is a DatasetError
+    saying to preprocess first, an unknown name a ValueError). Labels are mapped to
+    ``data.class_set`` (samples outside it are left out) and only the datasets in
+    ``data.datasets`` are kept; an empty result is a DatasetError.
     """
+    if name in DATASETS and name not in IMAGE_DATASETS:
+        raise DatasetError(
+            f"{name} dataset {root}: raw clips, not the modality images training reads; "
+            f"preprocess them first (msmmt preprocess {name} {root}) and use the cache"
+        )
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; one of {', '.join(IMAGE_DATASETS)}")
     samples = filter_class_set(read_dataset(name, root), data.class_set)
     if data.datasets is not None:
         samples = [s for s in samples if s.dataset in data.datasets]
@@ -85,7 +98,9 @@ def _read(name: str, root: Path, annotations) -> list[Sample]:
             )
         return read_composite(root, annotations)
     if isinstance(annotations, Mapping):
-        raise ValueError(f"{name}: annotations must be one file, not a dict")
+        raise ValueError(
+            f"{name}: takes one coding sheet, not per-dataset sheets (NAME=FILE is for composite)"
+        )
     if name in _NO_SHEET and annotations is not None:
         raise ValueError(f"{name} has no annotation file; leave annotations out")
     if name in ("casme2", "synthetic"):

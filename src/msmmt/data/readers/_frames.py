@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from msmmt.core.images import read_rgb
 from msmmt.core.records import DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -25,6 +26,18 @@ def existing(path: str | Path, what: str) -> Path:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{what} {path} does not exist")
+    return path
+
+
+def readable_image(path: Path, what: str) -> Path:
+    """``path`` if it is an image file that decodes; a DatasetError naming it (and ``what``
+    it is) if it is absent, corrupt or not an image."""
+    if not path.is_file():
+        raise DatasetError(f"{what} {path} does not exist")
+    try:
+        read_rgb(path)
+    except DatasetError as err:
+        raise DatasetError(f"{what} {err}") from None
     return path
 
 

@@ -25,7 +25,12 @@ from pathlib import Path
 
 from msmmt.core.names import squash
 from msmmt.core.records import DatasetError, RowProblem, Sample, SheetRowsError
-from msmmt.data.readers._frames import IMAGE_EXTENSIONS, existing, existing_folder
+from msmmt.data.readers._frames import (
+    IMAGE_EXTENSIONS,
+    existing,
+    existing_folder,
+    readable_image,
+)
 from msmmt.data.readers._sheet import Row, read_table
 
 __all__ = ["read_composite_release"]
@@ -160,8 +165,8 @@ def _row_sample(row: Row, images: _Images, apex_name: str, flow_name: str) -> Sa
         subject=f"{dataset}/{sub}",
         clip=clip,
         label=label,
-        texture_image=images.apex[apex_name],
-        motion_image=images.flow[flow_name],
+        texture_image=readable_image(images.apex[apex_name], f"{row.where}: apex image"),
+        motion_image=readable_image(images.flow[flow_name], f"{row.where}: flow image"),
         extra={"row": row.where, "texture": "apex"},
     )
 

@@ -23,7 +23,7 @@ from msmmt.core.io import atomic_path
 from msmmt.core.labels import KNOWN_EMOTIONS
 from msmmt.core.names import squash
 from msmmt.core.records import DatasetError, RowProblem, Sample, SheetRowsError
-from msmmt.data.readers._frames import existing
+from msmmt.data.readers._frames import existing, readable_image
 from msmmt.data.readers._sheet import Row, read_table
 
 __all__ = ["APEX_SOURCES", "MANIFEST_COLUMNS", "MANIFEST_NAME", "read_precomputed", "write_manifest"]
@@ -57,7 +57,8 @@ def _column_names(path: Path) -> dict[str, str]:
 def read_precomputed(root: str | Path) -> list[Sample]:
     """Samples of the manifest ``root`` (the CSV, or a folder holding ``manifest.csv``), in row order.
 
-    Every unusable row is reported at once in a :class:`SheetRowsError`.
+    Every unusable row (one whose image is missing or does not decode, too) is reported at
+    once in a :class:`SheetRowsError`.
     """
     path = existing(root, "manifest")
     if path.is_dir():
@@ -102,9 +103,7 @@ def _row_sample(
     for column in ("texture_image", "motion_image"):
         image = Path(values[column])
         image = image if image.is_absolute() else folder / image
-        if not image.is_file():
-            raise DatasetError(f"{row.where}: {names[column]} {image} does not exist")
-        images[column] = image
+        images[column] = readable_image(image, f"{row.where}: {names[column]}")
     source = row.text("apex_source")
     if source and source not in APEX_SOURCES:
         raise DatasetError(f"{row.where}: apex_source {source!r} is not one of {', '.join(APEX_SOURCES)}")
