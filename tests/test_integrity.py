@@ -28,7 +28,7 @@ from msmmt.config import Config, ConfigError, PreprocessConfig, load_config
 from msmmt.core.io import atomic_write_text
 from msmmt.core.keyframes import sample_key_frames
 from msmmt.core.records import DatasetError
-from msmmt.data.readers import read_clip, read_dataset
+from msmmt.data.readers import read_clip, read_dataset, read_for_training
 from msmmt.data.synthetic import SHEET_NAME, generate
 from msmmt.evaluation.runner import RunDirMismatchError, run_folds
 from msmmt.preprocess import cache
@@ -80,6 +80,19 @@ def test_cache_records_its_settings_and_version(synth):
     assert meta["preprocess"] == CFG and meta["msmmt_version"]
     raw = json.loads((synth / "cache" / "manifest.json").read_text())
     assert raw["preprocess"]["face_size"] == 64 and raw["cache_version"] == cache.CACHE_VERSION
+
+
+def test_training_set_reads_the_cache_then_adopts_its_settings(synth, tmp_path, caplog):
+    small = ["model.img_size=48"]
+    cfg, samples = cache.training_set(load_config(None, small), synth / "cache")
+    assert cfg.preprocess == CFG  # what a checkpoint trained from Python then records
+    assert samples == read_for_training("precomputed", synth / "cache", cfg.data)
+    with pytest.raises(ConfigError, match=r"preprocess\.magnify"):
+        cache.training_set(load_config(None, ["preprocess.magnify=false", *small]), synth / "cache")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError):  # bad data fails first, without a warning about metadata
+        cache.training_set(Config(), tmp_path / "empty")
+    assert "no cache metadata" not in caplog.text
 
 
 def test_config_contradicting_the_cache_is_refused_and_defaults_adopt_it(synth):

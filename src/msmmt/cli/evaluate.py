@@ -75,11 +75,10 @@ def loso(
         return
     from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError
-    from msmmt.data.readers import read_for_training
     from msmmt.evaluation.executors import make_executor
     from msmmt.evaluation.runner import FoldsFailedError, RunDirMismatchError, run_folds
     from msmmt.model.backbone import preload_pretrained
-    from msmmt.preprocess.cache import adopt_cache_settings
+    from msmmt.preprocess.cache import training_set
 
     cfg = load_or_fail(config)
     check_pretrained(cfg)
@@ -93,9 +92,7 @@ def loso(
     run = output_dir(out, "runs/loso")
     fit_predict = _fit_predict(cfg, run, tensorboard)
     try:
-        if dataset == "precomputed":  # evaluate with (and record) the cache's settings
-            cfg = adopt_cache_settings(cfg, data)
-        samples = read_for_training(dataset, data, cfg.data)
+        cfg, samples = training_set(cfg, data, dataset)
         if cfg.baseline.kind == "none":  # no network, bad weights: fail here, not in every fold
             preload_pretrained(cfg.model)
         n_subjects = len({s.subject for s in samples})

@@ -56,10 +56,9 @@ def train(
     """
     from msmmt.config import ConfigError
     from msmmt.core.records import DatasetError
-    from msmmt.data.readers import read_for_training
     from msmmt.engine.export import save_trained
     from msmmt.engine.trainer import fit
-    from msmmt.preprocess.cache import adopt_cache_settings
+    from msmmt.preprocess.cache import training_set
 
     cfg = load_or_fail(config)
     check_pretrained(cfg)
@@ -67,9 +66,7 @@ def train(
         raise fail(f"{data}: no such file or folder")
     model_dir = output_dir(out, "runs/model")
     try:
-        if dataset == "precomputed":  # train with (and record) the settings the cache was made with
-            cfg = adopt_cache_settings(cfg, data)
-        samples = read_for_training(dataset, data, cfg.data)
+        cfg, samples = training_set(cfg, data, dataset)
         subjects = len({s.subject for s in samples})
         typer.echo(f"training on {len(samples)} clips of {subjects} subjects -> {model_dir}")
         result = fit(cfg, samples, out_dir=model_dir, progress=STATE.verbosity >= 0)

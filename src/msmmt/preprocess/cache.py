@@ -48,6 +48,8 @@ from msmmt.config import Config, ConfigError, PreprocessConfig
 from msmmt.core.environment import differences, environment
 from msmmt.core.io import atomic_path, atomic_write_json
 from msmmt.core.names import file_safe
+from msmmt.core.records import Sample
+from msmmt.data.readers import read_for_training
 from msmmt.ops.face import AlignedFaces
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "load_faces",
     "read_metadata",
     "save_faces",
+    "training_set",
     "stage_settings",
     "write_image",
     "write_metadata",
@@ -272,6 +275,21 @@ def adopt_cache_settings(cfg: Config, data: str | Path) -> Config:
         return Config.model_validate({**cfg.model_dump(), "preprocess": cached.model_dump()})
     except ValidationError as err:
         raise ConfigError(f"{data}: the cache's preprocess settings do not fit the config: {err}") from None
+
+
+def training_set(
+    cfg: Config, data: str | Path, dataset: str = "precomputed"
+) -> tuple[Config, list[Sample]]:
+    """The samples training reads from ``data`` and ``cfg`` with the settings they were made with.
+
+    :func:`msmmt.data.readers.read_for_training` (bad data fails first), then, for a cache
+    (``precomputed``), :func:`adopt_cache_settings`: what ``msmmt train`` and ``msmmt loso``
+    do, so that a checkpoint or run records the preprocessing its images had.
+    """
+    samples = read_for_training(dataset, data, cfg.data)
+    if dataset == "precomputed":
+        cfg = adopt_cache_settings(cfg, data)
+    return cfg, samples
 
 
 def save_faces(path: Path, faces: AlignedFaces) -> Path:
