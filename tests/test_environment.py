@@ -56,8 +56,8 @@ def test_differences_varying_and_their_description():
     assert consensus(envs) == {"cpu": "x"}
     assert consensus(envs, mixed="mixed") == {"numpy": "mixed", "cpu": "x"}
     assert consensus({"f1": None}) is None
-    lines = describe_varying(spread, "folds", limit=1)
-    assert lines[1] == "numpy: 2.4.5 (2 folds: f1, ...); 2.4.6 (1 folds: f3)"
+    lines = describe_varying(spread, "fold", limit=1)
+    assert lines[1] == "numpy: 2.4.5 (2 folds: f1, ...); 2.4.6 (1 fold: f3)"
 
 
 def _edit_done(fold_dir: Path, change) -> None:
@@ -83,15 +83,15 @@ def test_folds_record_their_environment_and_the_report_names_differences(tmp_pat
     _edit_done(folds[1], lambda d: d.pop("environment"))
     text = write_report(run).read_text()
     assert "**The folds were not all computed in the same environment" in text
-    assert f"- numpy: 1.0 (1 folds: {folds[0].name}); {np.__version__} (2 folds: " in text
-    assert f"not recorded (1 folds: {folds[1].name})" in text
+    assert f"- numpy: 1.0 (1 fold: {folds[0].name}); {np.__version__} (2 folds: " in text
+    assert f"not recorded (1 fold: {folds[1].name})" in text
     assert f"| numpy | {np.__version__} |" not in text  # no longer common to all folds
 
     from msmmt.cli.scores import print_scores
 
     print_scores(load_run(run))
     out = capsys.readouterr().out
-    assert "not all computed in the same environment" in out and "numpy: 1.0 (1 folds" in out
+    assert "not all computed in the same environment" in out and "numpy: 1.0 (1 fold" in out
 
 
 def test_comparison_names_how_the_runs_environments_differ(tmp_path):
@@ -103,7 +103,7 @@ def test_comparison_names_how_the_runs_environments_differ(tmp_path):
     for fold in (tmp_path / "b" / "folds").iterdir():
         _edit_done(fold, lambda d: d["environment"].update(opencv="4.0"))
     other = compare_runs([tmp_path / "a", tmp_path / "b"], n_boot=50)
-    assert other.environments == [f"opencv: {environment()['opencv']} (1 runs: a); 4.0 (1 runs: b)"]
+    assert other.environments == [f"opencv: {environment()['opencv']} (1 run: a); 4.0 (1 run: b)"]
     assert "## Environments" in comparison_markdown(other)
     # the scores themselves are untouched by the environment record
     assert other.table.equals(same.table) and other.pairs.equals(same.pairs)

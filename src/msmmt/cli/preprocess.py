@@ -93,7 +93,7 @@ def preprocess(
         map_clips = RayClipMap(address, workers, STATE.threads or 1, retries, batch_size)
     typer.echo(
         f"preprocessing {len(samples)} {dataset} clips -> {cache_dir} "
-        f"({executor}, {workers} workers)"
+        f"({executor}, {workers} worker{'s' if workers != 1 else ''})"
     )
     try:
         summary = preprocess_dataset(

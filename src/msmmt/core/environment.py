@@ -146,12 +146,14 @@ def consensus(envs: Mapping[str, Mapping[str, str] | None], mixed: str | None = 
 
 
 def describe_varying(spread: Mapping[str, Mapping[str, list[str]]], what: str, limit: int = 3) -> list[str]:
-    """One line per varying entry: ``numpy: 2.4.5 (30 folds: a, b, c, ...); 2.4.6 (38 folds: ...)``."""
+    """One line per varying entry: ``numpy: 2.4.5 (30 folds: a, b, c, ...); 2.4.6 (1 fold: d)``
+    (``what``: the singular, ``fold`` or ``run``)."""
     lines = []
     for key, values in spread.items():
         parts = []
         for value, names in values.items():
             shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
-            parts.append(f"{value} ({len(names)} {what}: {shown})")
+            noun = what if len(names) == 1 else f"{what}s"
+            parts.append(f"{value} ({len(names)} {noun}: {shown})")
         lines.append(f"{key}: " + "; ".join(parts))
     return lines

@@ -219,7 +219,7 @@ def compare_runs(
     columns = ["a", "b", "part", "uf1_diff", "lo", "hi", "p_a_better"]
     spread = varying({g.name: _group_environment(g) for g in groups})
     return Comparison(table, pd.DataFrame(pairs, columns=columns), n_boot,
-                      describe_varying(spread, "runs"))
+                      describe_varying(spread, "run"))
 
 
 def against_first(c: Comparison, part: str = "all") -> pd.DataFrame:

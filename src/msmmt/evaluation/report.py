@@ -164,7 +164,7 @@ def environment_warning(results: RunResults) -> list[str]:
     if not spread:
         return []
     return ["The folds were not all computed in the same environment; the scores may include "
-            "the effect of these differences:", *describe_varying(spread, "folds")]
+            "the effect of these differences:", *describe_varying(spread, "fold")]
 
 
 def _environment_section(results: RunResults) -> list[str]:
