@@ -147,8 +147,10 @@ def _set_aside(run_dir: Path) -> Path:
 
 def _existing_set(data_dir: Path) -> dict | None:
     """Subjects, clips per subject and seed of the synthetic set in ``data_dir``, if any."""
+    from msmmt.data.synthetic import META_NAME
+
     try:
-        meta = json.loads((data_dir / "synthetic.json").read_text())
+        meta = json.loads((data_dir / META_NAME).read_text())
         return {k: meta[k] for k in ("subjects", "clips_per_subject", "seed")}
     except (OSError, ValueError, KeyError):
         return None
