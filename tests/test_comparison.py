@@ -26,7 +26,7 @@ from msmmt.evaluation.comparison import (
     compare_runs,
     write_seed_summary,
 )
-from msmmt.evaluation.runner import FoldOutput, run_folds
+from msmmt.evaluation.runner import FoldOutput, FoldsFailedError, run_folds
 
 DATASETS = ("casme2", "samm", "smic")
 
@@ -166,6 +166,28 @@ def test_cli_loso_seeds_and_compare(tmp_path, monkeypatch):
     refused = _cli("compare", tmp_path / "single", tmp_path / "other")
     assert refused.exit_code == 2 and "different samples" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_cli_report_of_seeds_skips_a_seed_without_finished_folds(tmp_path):
+    def broken(cfg, train, test, fold_dir):
+        raise RuntimeError("nope")
+
+    samples = make_samples(n_subjects=3)
+    run_folds(Config(seed=0), samples, tmp_path / "seed-0", seeded_fit_predict, progress=False)
+    with pytest.raises(FoldsFailedError):
+        run_folds(Config(seed=1), samples, tmp_path / "seed-1", broken, progress=False)
+    before = sorted(p.name for p in (tmp_path / "seed-1").iterdir())
+    r = _cli("report", tmp_path)
+    assert (tmp_path / "seed-0" / "report.md").is_file()
+    assert sorted(p.name for p in (tmp_path / "seed-1").iterdir()) == before
+    assert f"{tmp_path / 'seed-1'}: no fold is finished yet; no report written" in r.output
+    assert r.exit_code == 2 and "folds are not finished" in r.output.splitlines()[-1]
+    assert not (tmp_path / "seeds.md").exists()
+    with pytest.raises(FoldsFailedError):
+        run_folds(Config(seed=0), samples, tmp_path / "none" / "seed-0", broken, progress=False)
+    r = _cli("report", tmp_path / "none")
+    assert r.exit_code == 1
+    assert r.output.splitlines()[-1] == f"error: {tmp_path / 'none'}: no fold of any seed is finished yet"
 
 
 @pytest.mark.parametrize(

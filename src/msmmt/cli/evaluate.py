@@ -199,29 +199,45 @@ def report(
 ) -> None:
     """Merge the finished folds of a run (from any shards) into report.md, metrics.csv,
     predictions.csv and figures; print the scores. Exits 1, writing nothing, if no fold is
-    finished. For a folder of seed-<n> runs (loso --seeds): each seed's report and RUN/seeds.md."""
+    finished. For a folder of seed-<n> runs (loso --seeds): each seed's report (a seed with no
+    finished fold is named and skipped) and, once every seed is finished, RUN/seeds.md."""
     from msmmt.cli.scores import write_and_print_report
     from msmmt.core.records import DatasetError
     from msmmt.evaluation.comparison import ComparisonError, seed_dirs, write_seed_summary
     from msmmt.evaluation.report import write_report
-    from msmmt.evaluation.results import load_run
 
     if not run.is_dir():
         raise fail(f"{run}: no such run folder")
-    if not (run / "config.yaml").is_file() and seed_dirs(run):
-        try:
-            for d in seed_dirs(run):
-                typer.echo(f"report: {write_report(d)}")
-            path = write_seed_summary(run)
-        except (ComparisonError, DatasetError) as err:
-            raise fail(str(err)) from None
-        typer.echo(path.read_text())
-        typer.echo(f"seeds: {path}")
+    if (run / "config.yaml").is_file() or not seed_dirs(run):
+        if _report_run(run, write_and_print_report) is None:
+            raise fail(f"{run}: no fold is finished yet", code=1)
         return
+    written = []
+    for d in seed_dirs(run):
+        if _report_run(d, write_report) is None:
+            typer.echo(f"{d}: no fold is finished yet; no report written", err=True)
+        else:
+            written.append(d)
+    if not written:
+        raise fail(f"{run}: no fold of any seed is finished yet", code=1)
+    try:
+        path = write_seed_summary(run)
+    except (ComparisonError, DatasetError) as err:
+        raise fail(str(err)) from None
+    typer.echo(path.read_text())
+    typer.echo(f"seeds: {path}")
+
+
+def _report_run(run: Path, write) -> Path | None:
+    """``write(run)`` and echo the report's path; None, writing nothing, if no fold is finished."""
+    from msmmt.core.records import DatasetError
+    from msmmt.evaluation.results import load_run
+
     try:
         if not load_run(run).folds("done"):
-            raise fail(f"{run}: no fold is finished yet", code=1)
-        path = write_and_print_report(run)
+            return None
+        path = write(run)
     except (FileNotFoundError, DatasetError) as err:
         raise fail(str(err)) from None
     typer.echo(f"report: {path}")
+    return path
