@@ -116,17 +116,25 @@ def make_casme2(
     return sheet
 
 
-def make_samm(root: Path, clips: Sequence[Coded], sheet: Path | None = None) -> Path:
-    """``root/006/006_1_2/006_<nnnnn>.jpg`` (greyscale) and the FACS codes sheet, whose header
-    row sits below :data:`SAMM_PREAMBLE_ROWS` rows of free text."""
-    sheet = sheet or root / "SAMM_Micro_FACS_Codes_v2.xlsx"
+def _samm_preamble() -> list[Sequence[object]]:
+    """:data:`SAMM_PREAMBLE_ROWS` rows of free text, two of them decoys holding header words."""
     rows: list[Sequence[object]] = [
         ("SAMM micro-movement FACS codes",),
         ("Subject numbers refer to the folder names",),  # a decoy holding a header word
         (),
         ("Columns:", "Subject", "Filename"),  # another decoy, incomplete
     ]
-    rows += [(f"free text line {i}",) for i in range(len(rows), SAMM_PREAMBLE_ROWS)]
+    return rows + [(f"free text line {i}",) for i in range(len(rows), SAMM_PREAMBLE_ROWS)]
+
+
+def make_samm(
+    root: Path, clips: Sequence[Coded], sheet: Path | None = None, preamble: bool = True
+) -> Path:
+    """``root/006/006_1_2/006_<nnnnn>.jpg`` (greyscale) and the FACS codes sheet, whose header
+    row sits below :data:`SAMM_PREAMBLE_ROWS` rows of free text (on row 1 without ``preamble``,
+    as in the dated ``SAMM_20181215_Micro_FACS_Codes_v2.xlsx``)."""
+    sheet = sheet or root / "SAMM_Micro_FACS_Codes_v2.xlsx"
+    rows = _samm_preamble() if preamble else []
     rows.append(SAMM_HEADER)
     for c in clips:
         rows.append(

@@ -90,8 +90,9 @@ CASME2_PART = [
     Coded(2, "EP03_02", 1, 2, 3, "sadness"),
     Coded(3, "EP04_01", 1, 2, 3, "repression"),
     Coded(3, "EP04_02", 1, 2, 3, "surprise"),
-    Coded(4, "EP12_01f", 1, 2, 3, "disgust"),  # dropped by name
-    Coded(5, "EP12_03f", 1, 2, 3, "repression"),  # dropped by name
+    Coded(4, "EP12_01f", 1, "/", 3, "disgust"),  # dropped by name
+    Coded(5, "EP09_05f", 1, 1, 3, "disgust"),  # dropped by name
+    Coded(5, "EP12_03f", 1, 2, 3, "surprise"),  # in the official list: kept
     Coded(24, "EP02_07", 1, 2, 3, "surprise"),  # dropped by name
     Coded(24, "EP02_08", 1, 2, 3, "disgust"),
 ]
@@ -112,6 +113,7 @@ COMPOSITE_EXPECTED = {
     "casme2/sub01/EP01_01": ("positive", "happiness"),
     "casme2/sub03/EP04_01": ("negative", "repression"),
     "casme2/sub03/EP04_02": ("surprise", "surprise"),
+    "casme2/sub05/EP12_03f": ("surprise", "surprise"),
     "casme2/sub24/EP02_08": ("negative", "disgust"),
     "samm/006/006_1_1": ("negative", "anger"),
     "samm/006/006_1_2": ("negative", "contempt"),
@@ -134,7 +136,7 @@ def test_composite_maps_three_classes_and_drops(tmp_path):
     samples = read_dataset("composite", make_composite(tmp_path))
     got = {s.key: (s.label, s.extra["emotion"]) for s in samples}
     assert got == COMPOSITE_EXPECTED
-    assert len({s.subject for s in samples}) == 7
+    assert len({s.subject for s in samples}) == 8
     assert {s.dataset for s in samples} == {"casme2", "samm", "smic"}
     # frames and marks survive the mapping
     s = next(s for s in samples if s.key == "casme2/sub01/EP01_01")
@@ -176,11 +178,12 @@ def test_filter_class_set_maps_and_drops(tmp_path):
     # fear and sadness are not CASME II SDE classes; the rest keep their emotion
     assert [s.label for s in sde] == [
         "happiness", "others", "repression", "surprise", "disgust",
-        "repression", "surprise", "disgust",
+        "disgust", "surprise", "surprise", "disgust",
     ]  # fmt: skip
     cde = filter_class_set(samples, "composite")
     assert [s.label for s in cde] == [
-        "positive", "negative", "surprise", "negative", "negative", "surprise", "negative",
+        "positive", "negative", "surprise", "negative", "negative", "surprise", "surprise",
+        "negative",
     ]  # fmt: skip
     assert [s.extra["emotion"] for s in cde][:2] == ["happiness", "repression"]
     # mapped samples remember their emotion, so they map to another class set again

@@ -13,8 +13,8 @@ their start: ``casme2``/``casmeii``, ``samm``, ``smic``)::
 optional); sheets not given are found by each reader. Each clip's emotion is
 mapped to positive / negative / surprise with
 ``map_label(dataset, emotion, "composite")``; clips it leaves out (others, CASME II
-fear and sadness) are dropped, and so are the three CASME II clips of
-:data:`DROPPED`, which gives the official 442 clips of 68 subjects (SMIC 164,
+fear and sadness) are dropped, and so are the CASME II clips of :data:`DROPPED`,
+which the official list does not hold, to give its 442 clips of 68 subjects (SMIC 164,
 CASME II 145, SAMM 133). ``Sample.label`` is the composite class and
 ``extra["emotion"]`` the dataset's emotion. Reference: See et al., "MEGC 2019 --
 the second facial micro-expressions grand challenge", IEEE FG 2019.
@@ -37,9 +37,12 @@ from msmmt.data.readers.smic import read_smic
 __all__ = ["DROPPED", "filter_class_set", "read_composite"]
 
 DROPPED = frozenset(
-    {("casme2/sub04", "EP12_01f"), ("casme2/sub05", "EP12_03f"), ("casme2/sub24", "EP02_07")}
+    {("casme2/sub04", "EP12_01f"), ("casme2/sub05", "EP09_05f"), ("casme2/sub24", "EP02_07")}
 )
-"""(subject, clip) of the CASME II clips left out of the composite set."""
+"""(subject, clip) of the CASME II clips left out of the composite set: the official list
+(MEGC2019 ``combined_3class_gt.csv``) does not hold them. ``sub04/EP12_01f`` has no apex
+('/'), ``sub05/EP09_05f`` its apex on its onset; ``sub05/EP12_03f`` is in the list (as
+surprise) and stays."""
 
 _PARTS = {"casme2": ("casme2", "casmeii"), "samm": ("samm",), "smic": ("smic",)}
 

@@ -8,7 +8,8 @@ Layout under ``root`` (found by content, each part overridable):
   file name of the clip's apex face crop (with or without extension);
 - a folder of apex face crops named by ``imagename``;
 - a folder of 3-channel (u, v, strain) images named ``<sub>_<filename_o>.png``.
-  Stray whitespace before the extension (``s1_s1_ne_01 .png``) is tolerated.
+  Whitespace before the extension is tolerated: the shared release names them
+  ``s01_s01_ne_01 .png`` (its CSV also has ``apex`` and ``sub_filename`` columns, unused).
 
 Defaults: the one CSV up to two levels below ``root`` with those columns; the
 folder up to three levels below ``root`` holding the first row's apex image

@@ -4,7 +4,9 @@ Layout: ``ROOT/<subject>/<clip>/<subject>_<frame>.jpg`` (greyscale 2040x1088; e.
 ``006/006_1_2/006_05562.jpg``) and ``SAMM_Micro_FACS_Codes_v2.xlsx``, whose header
 row (Subject, Filename, Onset Frame, Apex Frame, Offset Frame, Action Units,
 Estimated Emotion) sits about 13 rows below free text; it is found by its column
-names. ``ROOT`` may hold the subject folders up to two levels down. The sheet,
+names. Some releases date the sheet (``SAMM_20181215_Micro_FACS_Codes_v2.xlsx``,
+header on row 1); any ``SAMM*Micro_FACS_Codes*`` name is taken. ``ROOT`` may hold
+the subject folders up to two levels down. The sheet,
 unless given, is looked for beside the subject folders, in their parent, in ``ROOT`` and its
 parent. Subject ids are ``samm/006``; labels are the sheet's emotions in lower
 case. Reference: Davison et al., "SAMM: A spontaneous micro-facial movement
@@ -21,7 +23,7 @@ from msmmt.data.readers._frames import find_root, has_subfolder
 
 __all__ = ["read_samm"]
 
-SHEET_PATTERNS = ("SAMM_Micro_FACS_Codes*.xlsx", "SAMM_Micro_FACS_Codes*.csv")
+SHEET_PATTERNS = ("SAMM*Micro_FACS_Codes*.xlsx", "SAMM*Micro_FACS_Codes*.csv")
 
 
 def read_samm(root: str | Path, annotations: str | Path | None = None) -> list[Sample]:
