@@ -314,6 +314,14 @@ def test_written_files_and_folders_honour_the_umask(synth, tmp_path, umask_002):
     )
     written = [p for p in (tmp_path / "c").rglob("*") if p.is_file()]
     assert len(written) >= 7 and {_mode(p) for p in written} == {0o664}
+    from msmmt.model import build_model
+    from msmmt.model.checkpoint import save_checkpoint
+
+    cfg = load_config("demo", TINY)
+    model = save_checkpoint(build_model(cfg.model), cfg, tmp_path / "model", extra={})
+    assert {p.name: _mode(p) for p in model.iterdir()} == {
+        "model.safetensors": 0o664, "config.json": 0o664, "extra.json": 0o664
+    }
 
 
 # --- 7. clear errors, not tracebacks ---------------------------------------------------------

@@ -54,7 +54,8 @@ def atomic_path(path: str | Path, suffix: str | None = None):
 
     ``suffix`` defaults to the target's, so writers that pick a format from the
     extension (OpenCV, matplotlib, pandas) still do so. The file ends up with
-    :func:`default_mode`.
+    :func:`default_mode`, also when the writer replaced the temporary file (safetensors'
+    ``save_file`` does, with mode 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +66,8 @@ def atomic_path(path: str | Path, suffix: str | None = None):
     )
     os.close(fd)
     try:
-        os.chmod(tmp, default_mode())
         yield Path(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
