@@ -26,6 +26,9 @@ def test_deviation_signal_and_smoothing():
     mask = np.array([[True, True], [True, False]])
     np.testing.assert_allclose(deviation_signal(images, mask), [0, 0, 5 / 3, 0])
     np.testing.assert_allclose(smooth(np.array([0, 3, 0, 3.0]), 3), [1.5, 1, 2, 1.5])
+    # a window wider than the signal: one value per frame, each the mean of those that exist
+    np.testing.assert_allclose(smooth(np.array([0, 3.0]), 3), [1.5, 1.5])
+    np.testing.assert_allclose(smooth(np.array([0, 3.0, 6.0]), 7), [3, 3, 3])
 
 
 def test_key_frames_of_a_raised_cosine_profile():

@@ -90,8 +90,9 @@ def smooth(signal: np.ndarray, width: int) -> np.ndarray:
     if width <= 1 or len(signal) < 2:
         return signal.copy()
     kernel = np.ones(width | 1)
-    sums = np.convolve(signal, kernel, "same")
-    counts = np.convolve(np.ones_like(signal), kernel, "same")
+    centred = slice(len(kernel) // 2, len(kernel) // 2 + len(signal))  # "same", also when
+    sums = np.convolve(signal, kernel, "full")[centred]  # the kernel outgrows the signal
+    counts = np.convolve(np.ones_like(signal), kernel, "full")[centred]
     return sums / counts
 
 
