@@ -1,5 +1,7 @@
 """The command line: every command explains itself; global options reach the config."""
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -26,6 +28,16 @@ def test_every_subcommand_has_help(name):
     result = runner.invoke(app, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output and len(result.output.splitlines()) > 3
+
+
+@pytest.mark.parametrize("name", _commands())
+def test_options_show_what_to_type_not_python_types(name):
+    """An option's placeholder names what to type (N, local|ray, I/N), not typer's type label."""
+    result = runner.invoke(app, [name, "--help"], terminal_width=200)
+    options = [line for line in result.output.splitlines() if line.lstrip().startswith("-")]
+    assert options
+    for line in options:
+        assert not re.search(r"<(int range|float range|str|list\[)", line), line
 
 
 def test_global_options_reach_the_config():

@@ -61,20 +61,22 @@ STATE = GlobalOptions()
 # Arguments shared by the commands that train (train, loso).
 CONFIG_ARG = typer.Argument(help="Preset name or YAML file (default: the global --config).")
 DATA_OPT = typer.Option(
-    "--data", help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess); "
+    "--data", metavar="PATH", help="Preprocessed data: a cache folder or its manifest.csv (msmmt preprocess); "
     "with --dataset composite-release, the release's folder or its CSV."
 )
-DATASET_OPT = typer.Option(help="Reader of --data: precomputed or composite-release.")
+DATASET_OPT = typer.Option(metavar="precomputed|composite-release", help="Reader of --data: precomputed or composite-release.")
 # Where the work runs (loso, preprocess).
 EXECUTOR_OPT = typer.Option(
-    help="local: in this process; ray: every fold / clip batch a Ray task "
+    metavar="local|ray", help="local: in this process; ray: every fold / clip batch a Ray task "
     "(pip install 'msmmt[ray]'), each of --threads CPUs (default 1) and 1 GPU on CUDA."
 )
 ADDRESS_OPT = typer.Option(
-    help="Ray cluster to join: auto (the one `ray start --head` runs here) or HOST:PORT. "
+    metavar="auto|HOST:PORT", help="Ray cluster to join: auto (the one `ray start --head` runs here) or HOST:PORT. "
     "Default: start a local Ray of --workers x --threads CPUs."
 )
-RETRIES_OPT = typer.Option(min=0, help="Retry a failed fold / clip batch (or a died task) N times.")
+RETRIES_OPT = typer.Option(
+    min=0, metavar="N", help="Retry a failed fold / clip batch (or a died task) N times."
+)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -145,16 +147,19 @@ def load_or_fail(config: str | Path | None = None) -> Config:
 
 
 def load_predictor(model_dir: Path):
-    """The :class:`~msmmt.inference.predict.Predictor` of ``model_dir``, or a one-line failure."""
+    """The :class:`~msmmt.inference.predict.Predictor` of ``model_dir`` on the global
+    ``--device`` (default: the CPU), or a one-line failure."""
     from msmmt.inference.predict import Predictor
     from msmmt.model.checkpoint import CheckpointError
 
     if not model_dir.exists():
         raise fail(f"{model_dir}: no such checkpoint folder")
     try:
-        return Predictor(model_dir)
+        return Predictor(model_dir, device=STATE.device or "cpu")
     except CheckpointError as err:
         raise fail(f"not a usable checkpoint: {err}") from None
+    except ConfigError as err:
+        raise fail(str(err)) from None
 
 
 def check_pretrained(cfg: Config) -> None:

@@ -21,7 +21,7 @@ def compare(
         typer.Option("--out", "-o", help="Also write comparison.md, runs.csv, pairs.csv and "
                      "comparison.png (a forest plot: UF1 and differences from the first run) here."),
     ] = None,
-    n_boot: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
+    n_boot: Annotated[int, typer.Option(min=100, metavar="N", help="Bootstrap resamples.")] = 2000,
 ) -> None:
     """Compare runs made on the same samples and folds: Acc / UAR / UF1 with 95%
     subject-bootstrap intervals (per part), the spread over seeds, and for each pair the

@@ -29,11 +29,11 @@ def demo(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder (default runs/demo).")
     ] = None,
-    subjects: Annotated[int, typer.Option(min=2, help="Synthetic subjects (= LOSO folds).")] = 8,
+    subjects: Annotated[int, typer.Option(min=2, metavar="N", help="Synthetic subjects (= LOSO folds).")] = 8,
     clips_per_subject: Annotated[
-        int, typer.Option(min=1, help="Synthetic clips per subject.")
+        int, typer.Option(min=1, metavar="N", help="Synthetic clips per subject.")
     ] = 6,
-    workers: Annotated[int, typer.Option(min=1, help="Preprocessing processes.")] = 2,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Preprocessing processes.")] = 2,
 ) -> None:
     """Synthesise a small dataset, preprocess it, run LOSO with the `demo` preset, report.
 

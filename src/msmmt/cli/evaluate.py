@@ -32,16 +32,16 @@ def loso(
         Path | None, typer.Option("--out", "-o", help="Run folder (default runs/loso).")
     ] = None,
     folds: Annotated[
-        str | None, typer.Option(help="Only these folds, comma-separated (e.g. casme2_sub01).")
+        str | None, typer.Option(metavar="FOLD,...", help="Only these folds, comma-separated (e.g. casme2_sub01).")
     ] = None,
     shard: Annotated[
         str | None,
-        typer.Option(help="I/N: run folds I, I+N, I+2N, ... so N processes can share the work."),
+        typer.Option(metavar="I/N", help="I/N: run folds I, I+N, I+2N, ... so N processes can share the work."),
     ] = None,
     executor: Annotated[str, EXECUTOR_OPT] = "local",
     address: Annotated[str | None, ADDRESS_OPT] = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="Folds at once on a local Ray (--executor ray).")
+        int, typer.Option(min=1, metavar="N", help="Folds at once on a local Ray (--executor ray).")
     ] = 2,
     retries: Annotated[int, RETRIES_OPT] = 0,
     tensorboard: Annotated[
@@ -53,7 +53,7 @@ def loso(
     ] = False,
     seeds: Annotated[
         str | None,
-        typer.Option(help="Comma-separated seeds, e.g. 0,1,2: one run per seed in OUT/seed-<n>, "
+        typer.Option(metavar="SEED,...", help="Comma-separated seeds, e.g. 0,1,2: one run per seed in OUT/seed-<n>, "
                      "summarised (mean, spread) in OUT/seeds.md."),
     ] = None,
 ) -> None:

@@ -81,25 +81,47 @@ def train(
     )
 
 
-def _analyse(model_dir: Path, clip: Path, onset: int | None, apex: int | None, offset: int | None):
-    """Load the checkpoint, preprocess the clip as in training and run the model."""
+def _predictor(model_dir: Path, clip: Path):
+    """The checkpoint's predictor, once ``clip`` is known to exist (one-line failures)."""
     if not model_dir.exists():
         raise fail(f"{model_dir}: no such checkpoint folder")
     if not clip.exists():
         raise fail(f"{clip}: no such clip (expected a folder of frames or a video file)")
-    from msmmt.core.records import DatasetError
+    return note_texture(load_predictor(model_dir))
 
-    predictor = load_predictor(model_dir)
+
+def note_texture(predictor):
+    """``predictor``, after a note (stderr) when its model was trained on apex face crops."""
     if predictor.texture_is_apex:
         typer.echo(
             "note: the model was trained on apex face crops as texture images: using the "
             "aligned apex face; its motion images came from another flow pipeline than ours",
             err=True,
         )
+    return predictor
+
+
+def _analyse(predictor, clip: Path, onset: int | None, apex: int | None, offset: int | None):
+    """Preprocess the clip as in training and run the model (a one-line failure for a bad clip)."""
+    from msmmt.core.records import DatasetError
+
     try:
-        return predictor, predictor.analyse(clip, onset, apex, offset)
+        return predictor.analyse(clip, onset, apex, offset)
     except DatasetError as err:
         raise fail(str(err)) from None
+
+
+def check_writable(path: Path, option: str = "--out", folder: bool = False) -> Path:
+    """``path``, a file (with ``folder``: a folder) to be written, checked before any work:
+    a one-line failure when a file stands where it or one of its folders would be, or the
+    nearest existing folder cannot be written into."""
+    full = path.absolute()
+    existing = next(p for p in ((full, *full.parents) if folder else full.parents) if p.exists())
+    if not existing.is_dir():
+        raise fail(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise fail(f"{option} {path}: cannot write into {existing} (permission denied)")
+    return path
 
 
 @app.command()
@@ -120,7 +142,8 @@ def predict(
     grey change against the first frame in the brow, nose and mouth regions), and the
     output says so.
     """
-    predictor, a = _analyse(model, clip, onset, apex, offset)
+    predictor = _predictor(model, clip)
+    a = _analyse(predictor, clip, onset, apex, offset)
     names, sample, proba = predictor.class_names, a.sample, a.probabilities
     best = int(proba.argmax())
     if as_json:
@@ -178,22 +201,27 @@ def explain(
     from msmmt.inference.explain import USE, draw_patch_weights
 
     folder, figure = _figure_target(out)
-    predictor, a = _analyse(model, clip, onset, apex, offset)
+    predictor = _predictor(model, clip)
     variant = predictor.config.model.patch_weighting
-    if not a.output.patch_weights:
-        raise fail(f"{model}: model.patch_weighting is {variant}: the model computes no patch weights")
+    if variant == "none":
+        raise fail(f"{model}: model.patch_weighting is none: the model computes no patch weights")
+    a = _analyse(predictor, clip, onset, apex, offset)
     figure = figure or folder / f"{a.sample.clip}_explain.png"
     label = f"{a.label} ({a.probabilities.max():.2f})"
-    draw_patch_weights(
-        a.images.face,
-        {"texture": a.images.texture, "motion": a.images.motion},
-        {k: v[0].float().numpy() for k, v in a.output.patch_weights.items()},
-        patch_size=predictor.patch_size,
-        img_size=predictor.config.model.img_size,
-        path=figure,
-        title=f"{clip.name}: {label}\n{a.marks}",
-        variant=variant,
-    )
+    try:
+        draw_patch_weights(
+            a.images.face,
+            {"texture": a.images.texture, "motion": a.images.motion},
+            {k: v[0].float().numpy() for k, v in a.output.patch_weights.items()},
+            patch_size=predictor.patch_size,
+            img_size=predictor.config.model.img_size,
+            path=figure,
+            title=f"{clip.name}: {label}\n{a.marks}",
+            variant=variant,
+        )
+    except OSError as err:
+        why = err.strerror or err
+        raise fail(f"cannot write {figure} ({why}); the prediction was {label}") from None
     typer.echo(f"prediction: {label}; patch weights ({variant}: {USE[variant]}) drawn in {figure}")
 
 
@@ -203,10 +231,10 @@ def _figure_target(out: str | None) -> tuple[Path, Path | None]:
     from matplotlib.backend_bases import FigureCanvasBase
 
     if out is None:
-        return output_dir(None, "."), None
+        return check_writable(output_dir(None, "."), folder=True), None
     path = Path(out)
     if out.endswith(("/", os.sep)) or path.is_dir():
-        return check_folder(path), None
+        return check_writable(check_folder(path), folder=True), None
     formats = FigureCanvasBase.get_supported_filetypes()
     if path.suffix.lower().lstrip(".") not in formats:
         what = f"suffix {path.suffix}" if path.suffix else "no suffix"
@@ -214,4 +242,4 @@ def _figure_target(out: str | None) -> tuple[Path, Path | None]:
             f"--out {out}: {what}; expected an image suffix ({', '.join(formats)}) "
             "or a folder (an existing one, or a path ending in /)"
         )
-    return path.parent, path
+    return path.parent, check_writable(path)

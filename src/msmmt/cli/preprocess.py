@@ -39,6 +39,7 @@ def preprocess(
         typer.Option(
             "--annotations",
             "-a",
+            metavar="FILE|NAME=FILE",
             help="Coding sheet (default: found under ROOT); for composite, "
             "casme2=FILE and samm=FILE (repeat the option).",
         ),
@@ -46,12 +47,12 @@ def preprocess(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Cache folder (default: cache).")
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Processes working on clips at once.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Processes working on clips at once.")] = 1,
     executor: Annotated[str, EXECUTOR_OPT] = "local",
     address: Annotated[str | None, ADDRESS_OPT] = None,
     retries: Annotated[int, RETRIES_OPT] = 0,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Clips per Ray task (--executor ray).")
+        int, typer.Option(min=1, metavar="N", help="Clips per Ray task (--executor ray).")
     ] = 4,
 ) -> None:
     """Align faces, magnify, and compute each clip's dynamic image and flow/strain image.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from msmmt.cli.app import STATE, app, fail, load_or_fail, load_predictor
+from msmmt.cli.model_cmds import check_writable, note_texture
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,43 +21,99 @@ if TYPE_CHECKING:
 COLUMNS = ("onset", "apex", "offset", "score")
 
 
-def _classify(model: Path, video: Path, intervals: list) -> list[tuple[str, float]]:
-    """Class and its probability of each interval, from a trained model given its marks."""
+def _classify(predictor, video: Path, intervals: list) -> list[tuple[str, str]]:
+    """Class and its probability of each interval, from a trained model given its marks, in
+    one pass over the video; an interval that cannot be classified gets empty cells and a
+    warning naming it, and the others go on."""
+    from tqdm.auto import tqdm
+
     from msmmt.core.records import DatasetError
+    from msmmt.inference.spot import classify_intervals
 
-    predictor = load_predictor(model)
-    out = []
-    for iv in intervals:
-        try:
-            a = predictor.analyse(video, iv.onset, iv.apex, iv.offset)
-        except DatasetError as err:
-            raise fail(f"interval {iv.onset}-{iv.offset}: {err}") from None
-        out.append((a.label, float(a.probabilities.max())))
-    return out
+    found = {}
+    analyses = classify_intervals(predictor, video, intervals)
+    bar = tqdm(analyses, total=len(intervals), desc="classify", unit="interval", leave=False,
+               disable=STATE.verbosity < 0)
+    for iv, a in bar:
+        if isinstance(a, DatasetError):
+            typer.echo(f"warning: interval {iv.onset}-{iv.offset} not classified: {a}", err=True)
+            found[iv] = ("", "")
+        else:
+            found[iv] = (a.label, f"{a.probabilities.max():.3f}")
+    return [found[iv] for iv in intervals]
 
 
-def _write(rows: list[tuple], header: tuple[str, ...], out: Path | None) -> None:
+def _write(rows: list[tuple], header: tuple[str, ...], out: Path | None) -> bool:
+    """Write the CSV to ``out`` (standard output without it); when ``out`` cannot be
+    written, print the CSV to standard output instead, with a one-line error: False."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     if out is None:
         sys.stdout.write(text.getvalue())
-        return
+        return True
     from msmmt.core.io import atomic_write_text
 
-    atomic_write_text(out, text.getvalue())
+    try:
+        atomic_write_text(out, text.getvalue())
+    except OSError as err:
+        sys.stdout.write(text.getvalue())
+        typer.echo(
+            f"error: --out {out}: cannot write it ({err.strerror or err}); "
+            "the intervals were printed on standard output instead",
+            err=True,
+        )
+        return False
+    return True
+
+
+def _check_out(out: Path | None, video: Path, truth: Path | None) -> None:
+    """Refuse, before any work, an ``--out`` that cannot be written or would overwrite the
+    video or the --truth file."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise fail(f"--out {out}: is a folder; give the name of the CSV file to write")
+    for given, option in ((video, "the video"), (truth, "the --truth file")):
+        if given is not None and out.exists() and given.exists() and out.samefile(given):
+            raise fail(f"--out {out}: is {option}; give another name for the CSV to write")
+    check_writable(out)
 
 
 def _read_truth(truth: Path) -> np.ndarray:
-    """The ground-truth intervals of ``--truth``, or a one-line failure (before any spotting)."""
+    """The ground-truth intervals of ``--truth``, or a one-line failure (before any spotting):
+    unreadable, without any interval, or with an onset after its offset."""
     from msmmt.core.records import DatasetError
     from msmmt.data.long_video import read_truth
 
     try:
-        return read_truth(truth)
+        marks = read_truth(truth)
     except DatasetError as err:
         raise fail(str(err)) from None
+    if not len(marks):
+        raise fail(
+            f"{truth}: no micro-expression interval (the rows of kind 'micro', or every row "
+            "without a kind column): nothing to score against"
+        )
+    for onset, offset in marks:
+        if onset > offset:
+            raise fail(f"{truth}: interval {onset}-{offset}: the onset is after the offset")
+    return marks
+
+
+def _check_truth_span(truth: Path, marks: np.ndarray, span: tuple[int, int]) -> None:
+    """Fail when a ground-truth interval lies outside the video's frames (the truth of
+    another video, or frames numbered differently)."""
+    first, last = span
+    outside = [(int(a), int(b)) for a, b in marks if a < first or b > last]
+    if outside:
+        a, b = outside[0]
+        raise fail(
+            f"{truth}: {len(outside)} interval(s) outside the video's frames {first}..{last} "
+            f"(first: {a}-{b}): is it the truth of another video, or numbered differently "
+            "(a video from 0, a folder by its file names)?"
+        )
 
 
 def _truth_score(truth: Path, marks: np.ndarray, intervals: list) -> str:
@@ -77,7 +134,7 @@ def spot_cmd(
     ] = None,
     fps: Annotated[
         float | None,
-        typer.Option(min=1.0, help="Frame rate (default: the video's; required for a folder)."),
+        typer.Option(min=1.0, metavar="X", help="Frame rate (default: the video's; required for a folder)."),
     ] = None,
     classify: Annotated[
         Path | None,
@@ -102,41 +159,46 @@ def spot_cmd(
     from msmmt.inference.spot import spot
 
     cfg = load_or_fail()
-    if out is not None and out.is_dir():
-        raise fail(f"--out {out}: is a folder; give the name of the CSV file to write")
+    _check_out(out, video, truth)
     marks = _read_truth(truth) if truth is not None else None
+    predictor = note_texture(load_predictor(classify)) if classify is not None else None
     start = time.perf_counter()
     try:
-        found = spot(video, cfg.spot, fps=fps, preprocess=cfg.preprocess)
+        found = spot(
+            video, cfg.spot, fps=fps, preprocess=cfg.preprocess, progress=STATE.verbosity >= 0
+        )
     except DatasetError as err:
         raise fail(str(err)) from None
     rows = [(iv.onset, iv.apex, iv.offset, f"{iv.score:.2f}") for iv in found.intervals]
     header = COLUMNS
-    if classify is not None:
-        classes = _classify(classify, video, found.intervals)
-        rows = [(*r, c, f"{p:.3f}") for r, (c, p) in zip(rows, classes, strict=True)]
+    if predictor is not None:
+        classes = _classify(predictor, video, found.intervals)
+        rows = [(*r, *c) for r, c in zip(rows, classes, strict=True)]
         header = (*COLUMNS, "class", "probability")
-    _write(rows, header, out)
+    written = _write(rows, header, out)
     if STATE.verbosity >= 0:
         typer.echo(
             f"{len(rows)} interval(s) in {found.frames} frames at {found.fps:g} fps "
             f"(face found by {found.face_step}) in {time.perf_counter() - start:.1f} s"
-            + (f"; written to {out}" if out else ""),
+            + (f"; written to {out}" if out and written else ""),
             err=True,
         )
     if truth is not None:
+        _check_truth_span(truth, marks, found.frame_span)
         typer.echo(_truth_score(truth, marks, found.intervals), err=True)
+    if not written:
+        raise typer.Exit(2)
 
 
 @app.command("synth-video")
 def synth_video(
     out: Annotated[Path, typer.Argument(help="Video file to write (.avi, MJPG).")],
-    fps: Annotated[float, typer.Option(min=1.0, help="Frame rate.")] = 30.0,
-    seconds: Annotated[float, typer.Option(min=1.0, help="Length in seconds.")] = 60.0,
-    size: Annotated[int, typer.Option(min=160, help="Side of the square frames, in pixels.")] = 192,
-    seed: Annotated[int | None, typer.Option(min=0, help="Random seed (default: --seed, else 0).")] = None,
+    fps: Annotated[float, typer.Option(min=1.0, metavar="X", help="Frame rate.")] = 30.0,
+    seconds: Annotated[float, typer.Option(min=1.0, metavar="X", help="Length in seconds.")] = 60.0,
+    size: Annotated[int, typer.Option(min=160, metavar="N", help="Side of the square frames, in pixels.")] = 192,
+    seed: Annotated[int | None, typer.Option(min=0, metavar="N", help="Random seed (default: --seed, else 0).")] = None,
     drift: Annotated[
-        float, typer.Option(min=0.0, help="Slow drift of the head across the frame over the video, in pixels.")
+        float, typer.Option(min=0.0, metavar="X", help="Slow drift of the head across the frame over the video, in pixels.")
     ] = 0.0,
 ) -> None:
     """Write a long synthetic video (micro- and macro-expressions, head motion, blinks)

@@ -58,16 +58,16 @@ def synth(
             "subjects shaped like the MEGC2019 composite, in its CASME2/SAMM/SMIC layout."
         ),
     ] = "demo",
-    subjects: Annotated[int | None, typer.Option(min=1, help="demo: subjects [8].")] = None,
-    clips_per_subject: Annotated[int | None, typer.Option(min=1, help="demo: clips per subject [6].")] = None,
+    subjects: Annotated[int | None, typer.Option(min=1, metavar="N", help="demo: subjects [8].")] = None,
+    clips_per_subject: Annotated[int | None, typer.Option(min=1, metavar="N", help="demo: clips per subject [6].")] = None,
     seed: Annotated[
-        int | None, typer.Option(min=0, help="Random seed (default: the global --seed, else 0).")
+        int | None, typer.Option(min=0, metavar="N", help="Random seed (default: the global --seed, else 0).")
     ] = None,
-    size: Annotated[int | None, typer.Option(min=160, help="demo: side of the frames, pixels [256].")] = None,
+    size: Annotated[int | None, typer.Option(min=160, metavar="N", help="demo: side of the frames, pixels [256].")] = None,
     clean: Annotated[
         bool, typer.Option("--clean", help="demo: no head jitter, flicker or sensor noise.")
     ] = False,
-    workers: Annotated[int, typer.Option(min=1, help="composite-like: processes rendering subjects.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="composite-like: processes rendering subjects.")] = 1,
     release: Annotated[
         bool,
         typer.Option(

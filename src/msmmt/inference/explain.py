@@ -17,6 +17,7 @@ edges, and that part is cropped.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,13 @@ def _by_modality(weights: dict[str, np.ndarray]) -> dict[str, dict[int, np.ndarr
     if not by_modality:
         raise ValueError("no patch weights to draw (is model.patch_weighting off?)")
     return by_modality
+
+
+def _wrapped(lines: list[str], width_in: float, fontsize: float) -> str:
+    """``lines`` joined, each wrapped to fit a figure ``width_in`` inches wide at ``fontsize``
+    points (a character taken as 0.6 of the font size: wide enough for DejaVu Sans)."""
+    chars = max(20, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(part, chars) for line in lines for part in line.split("\n"))
 
 
 def draw_patch_weights(
@@ -127,7 +135,7 @@ def draw_patch_weights(
     if variant is not None:
         lines.append(f"patch weighting '{variant}': {USE.get(variant, 'unknown variant')}")
     if lines:
-        fig.suptitle("\n".join(lines), fontsize=9)
+        fig.suptitle(_wrapped(lines, fig.get_figwidth(), 9), fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     return Path(path)

@@ -16,23 +16,30 @@ its peaks, and each peak's onset, apex and offset. Frame numbers are a video's
     found = spot("long_video.avi")           # fps from the container
     for iv in found.intervals:
         print(iv.onset, iv.apex, iv.offset, iv.score)
+
+:func:`classify_intervals` then runs a trained model on each interval, reading the video
+once more and decoding only the intervals' frames (:func:`interval_frames`); an interval
+that cannot be classified is reported and the others go on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from msmmt.config import PreprocessConfig, SpotConfig
 from msmmt.core.records import DatasetError
 from msmmt.data.readers.clip import VIDEO_EXTENSIONS, read_clip
+from msmmt.inference.predict import Analysis, Predictor
 from msmmt.ops.face import face_landmarks, follow_face
 from msmmt.ops.motion_signal import smooth
 from msmmt.ops.spotting import (
@@ -45,13 +52,16 @@ from msmmt.ops.spotting import (
     spotting_signal,
 )
 
-__all__ = ["Interval", "SpotResult", "spot"]
+__all__ = ["Interval", "SpotResult", "classify_intervals", "interval_frames", "spot"]
 
 log = logging.getLogger(__name__)
 
 ANCHOR = [27, 28, 29, 30, 36, 39, 42, 45]
 """Landmarks whose mean gives the face's position for tracking: the nose bridge and the
 eye corners (they move with the head, hardly with an expression)."""
+
+SIGNAL_CHUNK = 256
+"""Frames of the spotting signal computed between two updates of its progress bar."""
 
 
 @dataclass(frozen=True)
@@ -80,37 +90,75 @@ class SpotResult:
     face_shift: np.ndarray | None = field(default=None, repr=False)
     """(frames, 2) shift (x, y, pixels) of the face box from where the first face was, per
     frame: where the face went (zeros with ``spot.track_seconds=None``)."""
+    frame_span: tuple[int, int] = (0, 0)
+    """The first and last frame numbers (a video's 0-based indices, a folder's own numbers)."""
 
 
-def _frames(path: Path) -> tuple[Iterator[np.ndarray], list[int], float | None]:
-    """Frames (RGB, one at a time), their numbers and the container's fps (None for a folder)."""
+def _frames(
+    path: Path, wanted: Callable[[int], bool] | None = None
+) -> tuple[Iterator[tuple[int, np.ndarray]], int, float | None]:
+    """The (number, RGB frame) pairs of a video file or frame folder, decoded one at a time,
+    how many frames it announces and the container's fps (None for a folder).
+
+    With ``wanted``, only the frames whose number it accepts are decoded (a video's others
+    are skipped, a folder's not read). Raises DatasetError naming the file for a video that
+    does not open, or a folder frame that does not decode or differs in size from the first.
+    """
     if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise DatasetError(f"cannot open video {path}")
-        fps = capture.get(cv2.CAP_PROP_FPS) or None
-
-        def decode() -> Iterator[np.ndarray]:
-            try:
-                while True:
-                    ok, image = capture.read()
-                    if not ok:
-                        return
-                    yield image[..., ::-1]
-            finally:
-                capture.release()
-
-        return decode(), [], fps
+        total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        return _video_frames(capture, wanted), total, capture.get(cv2.CAP_PROP_FPS) or None
     sample = read_clip(path)  # a folder of numbered frames (raises DatasetError otherwise)
+    return _folder_frames(sample.frames, sample.frame_numbers, wanted), len(sample.frames), None
 
-    def load() -> Iterator[np.ndarray]:
-        for frame in sample.frames:
-            image = cv2.imread(str(frame), cv2.IMREAD_COLOR)
-            if image is None:
-                raise DatasetError(f"cannot decode frame {frame} (corrupt or not an image)")
-            yield image[..., ::-1]
 
-    return load(), list(sample.frame_numbers), None
+def _video_frames(
+    capture: cv2.VideoCapture, wanted: Callable[[int], bool] | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(0-based index, RGB frame) of an opened video until it ends; released at the end."""
+    try:
+        for index in itertools.count():
+            if not capture.grab():
+                return
+            if wanted is None or wanted(index):
+                ok, image = capture.retrieve()
+                if not ok:
+                    return
+                yield index, image[..., ::-1]
+    finally:
+        capture.release()
+
+
+def _folder_frames(
+    files: Sequence[Path], numbers: Sequence[int], wanted: Callable[[int], bool] | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(number, RGB frame) of a folder's frame ``files``, all of the first one's size."""
+    first = None
+    for number, frame in zip(numbers, files, strict=True):
+        if wanted is not None and not wanted(number):
+            continue
+        image = cv2.imread(str(frame), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"cannot decode frame {frame} (corrupt or not an image)")
+        if first is None:
+            first = (frame, image.shape)
+        elif image.shape != first[1]:
+            raise DatasetError(
+                f"frame {frame} is {image.shape[1]}x{image.shape[0]}, unlike {first[0]} "
+                f"({first[1][1]}x{first[1][0]}): the frames of a video must be of one size"
+            )
+        yield number, image[..., ::-1]
+
+
+def _numbered(
+    frames: Iterable[tuple[int, np.ndarray]], numbers: list[int]
+) -> Iterator[np.ndarray]:
+    """The frames of ``frames`` (number, frame) pairs, each number appended to ``numbers``."""
+    for number, frame in frames:
+        numbers.append(number)
+        yield frame
 
 
 def _crops(
@@ -126,7 +174,10 @@ def _crops(
         if found is not None or len(head) >= search:
             break
     if found is None:
-        raise DatasetError(f"{where}: no face found in the first {len(head)} frame(s)")
+        raise DatasetError(
+            f"{where}: no face found in the first {len(head)} frame(s) (search more with "
+            "--set preprocess.face_search_frames=N)"
+        )
     box = crop_box(found.landmarks)
     crops = [(crop_face(f, box, size), np.zeros(2)) for f in head]
     if every is None:
@@ -168,17 +219,47 @@ def _shifted_crops(
         yield crop_face(frame, (x0 + shift[0], y0 + shift[1], side), size), shift
 
 
+def _check_length(path: Path, frames: int, fps: float, stride: int, k: int) -> None:
+    """Refuse a video too short for the spotting signal: each frame it scores is compared with
+    the frames ``k`` signal frames (``stride`` video frames each) before and after it."""
+    needed = 2 * k * stride + 1
+    if frames < needed:
+        raise DatasetError(
+            f"{path}: {frames} frame(s) ({frames / fps:.2f} s at {fps:g} fps): too short to spot "
+            f"in; the spotting signal compares each frame with the frames spot.k_seconds before "
+            f"and after it, so it needs at least {needed} frames"
+        )
+
+
+def _signal(crops: np.ndarray, k: int, regions, progress: bool) -> np.ndarray:
+    """:func:`msmmt.ops.spotting.spotting_signal` of ``crops``, computed in chunks so that a
+    progress bar can follow it (exactly the same: ``S(t)`` reads only frames t-k..t+k)."""
+    out = np.zeros(len(crops))
+    inner = range(k, len(crops) - k)
+    with tqdm(
+        total=len(inner), desc="spot: signal", unit="frame", disable=not progress, leave=False
+    ) as bar:
+        for a in range(inner.start, inner.stop, SIGNAL_CHUNK):
+            b = min(a + SIGNAL_CHUNK, inner.stop)
+            out[a:b] = spotting_signal(crops[a - k : b + k], k, regions)[k:-k]
+            bar.update(b - a)
+    return out
+
+
 def spot(
     path: str | Path,
     cfg: SpotConfig | None = None,
     fps: float | None = None,
     preprocess: PreprocessConfig | None = None,
+    progress: bool = False,
 ) -> SpotResult:
     """Micro-expression intervals of the video or frame folder at ``path``.
 
     ``fps`` overrides the container's (and is required for a folder of frames);
-    ``preprocess`` gives the face cascade and the number of frames searched for a face.
-    Raises DatasetError (naming the file) for unreadable input or no face.
+    ``preprocess`` gives the face cascade and the number of frames searched for a face;
+    ``progress`` shows bars (stderr) while the frames are read and the signal computed.
+    Raises DatasetError (naming the file) for unreadable input, no face, or a video too
+    short for the spotting signal.
     """
     cfg = cfg or SpotConfig()
     pre = preprocess or PreprocessConfig()
@@ -187,21 +268,27 @@ def spot(
         raise DatasetError(f"{path}: no such video or folder of frames")
     clock = {}
     start = time.perf_counter()
-    frames, numbers, container_fps = _frames(path)
+    frames, total, container_fps = _frames(path)
     fps = fps or container_fps
     if not fps or fps <= 0:
         raise DatasetError(f"{path}: frame rate unknown; give it with --fps")
     every = max(1, round(cfg.track_seconds * fps)) if cfg.track_seconds else None
-    crops, landmarks, step, face_shift = _crops(
-        frames, cfg.face_px, pre.face_search_frames, list(pre.face_cascade), str(path), every
-    )
-    numbers = numbers or list(range(len(crops)))
+    numbers: list[int] = []
+    bar = tqdm(frames, total=total or None, desc="spot: reading", unit="frame", leave=False,
+               disable=not progress)
+    with bar:
+        crops, landmarks, step, face_shift = _crops(
+            _numbered(bar, numbers), cfg.face_px, pre.face_search_frames,
+            list(pre.face_cascade), str(path), every,
+        )
     clock["read"] = time.perf_counter() - start
     regions = face_regions(landmarks, cfg.face_px, head_motion=cfg.head_motion)
     stride = max(1, round(fps / cfg.signal_fps)) if cfg.signal_fps else 1
     rate = fps / stride  # of the frames the signal is computed on
+    k = max(1, round(cfg.k_seconds * rate))
+    _check_length(path, len(crops), fps, stride, k)
     start = time.perf_counter()
-    raw = spotting_signal(crops[::stride], max(1, round(cfg.k_seconds * rate)), regions)
+    raw = _signal(crops[::stride], k, regions, progress)
     z = robust_z(smooth(raw, max(1, round(cfg.smooth_seconds * rate))))
     clock["signal"] = time.perf_counter() - start
     start = time.perf_counter()
@@ -214,4 +301,58 @@ def spot(
         intervals.append(Interval(numbers[onset], numbers[apex], numbers[offset], float(z[peak])))
     clock["intervals"] = time.perf_counter() - start
     log.debug("%s: %d frames at %g fps, %s", path, len(crops), fps, clock)
-    return SpotResult(intervals, float(fps), len(crops), step, z, stride, clock, face_shift)
+    return SpotResult(
+        intervals, float(fps), len(crops), step, z, stride, clock, face_shift,
+        frame_span=(numbers[0], numbers[-1]),
+    )
+
+
+def interval_frames(
+    path: str | Path, intervals: Sequence[Interval]
+) -> Iterator[tuple[Interval, np.ndarray]]:
+    """Each interval's frames, onset to offset ((T, H, W, 3) uint8 RGB), read in one pass
+    over the video or frame folder at ``path`` (the frames outside every interval are not
+    decoded), in the order of their offsets. An interval the video ends before is not
+    yielded."""
+    open_ = {iv: [] for iv in intervals}
+
+    def wanted(number: int) -> bool:
+        return any(iv.onset <= number <= iv.offset for iv in open_)
+
+    frames, _, _ = _frames(Path(path), wanted)
+    for number, frame in frames:
+        for iv, kept in open_.items():
+            if iv.onset <= number <= iv.offset:
+                kept.append(frame)
+        for iv in [iv for iv in open_ if iv.offset <= number]:
+            yield iv, np.stack(open_.pop(iv))
+        if not open_:
+            return
+
+
+def classify_intervals(
+    predictor: Predictor, path: str | Path, intervals: Sequence[Interval]
+) -> Iterator[tuple[Interval, Analysis | DatasetError]]:
+    """The predictor's analysis of each interval of the video or frame folder at ``path``
+    (its onset, apex and offset as the marks), or the DatasetError that made it fail (no
+    face, frames that no longer decode, a video ending early): one bad interval does not
+    stop the others. The video is read once (:func:`interval_frames`); results come in the
+    order of the offsets, those that failed to be read last."""
+    path = Path(path)
+    left = list(dict.fromkeys(intervals))
+    try:
+        whole = read_clip(path)
+        for iv, frames in interval_frames(path, intervals):
+            left.remove(iv)
+            marks = {"onset": iv.onset, "apex": iv.apex, "offset": iv.offset}
+            sample = dataclasses.replace(whole, **marks, apex_estimated=False, extra={})
+            where = f"{path} frames {iv.onset}..{iv.offset}"
+            try:
+                yield iv, predictor.analyse_frames(sample, frames, where)
+            except DatasetError as err:
+                yield iv, err
+    except DatasetError as err:  # the video or a frame no longer reads: the rest cannot be
+        yield from ((iv, err) for iv in left)
+        return
+    for iv in left:
+        yield iv, DatasetError(f"{path}: the video ended before frame {iv.offset}")
