@@ -347,6 +347,21 @@ def test_predict_with_bad_class_names_is_a_clear_error(checkpoint, tmp_path, nam
     assert "extra.json: class_names" in result.output and "list of 3 names" in result.output
 
 
+def test_a_checkpoint_of_another_version_or_shape_is_refused_in_one_line(checkpoint, tmp_path):
+    (tmp_path / "clip").mkdir()
+    config = json.loads((checkpoint / "config.json").read_text())
+    wrong = {**config, "model": {**config["model"], "newer_option": 1, "depth": "deep"}}
+    (checkpoint / "config.json").write_text(json.dumps(wrong))
+    r = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "clip")])
+    assert r.exit_code == 2 and len(r.output.splitlines()) == 1, r.output
+    assert f"{checkpoint / 'config.json'}: model." in r.output and "(and 1 more)" in r.output
+    wider = {**config, "model": {**config["model"], "embed_dim": 2 * config["model"]["embed_dim"]}}
+    (checkpoint / "config.json").write_text(json.dumps(wider))
+    r = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "clip")])
+    assert r.exit_code == 2 and len(r.output.splitlines()) == 1, r.output
+    assert "weights do not match" in r.output and "in the file" in r.output and "more)" in r.output
+
+
 def test_checkpoint_extra_that_is_not_an_object_is_refused(checkpoint, tmp_path):
     (checkpoint / "extra.json").write_text("[1, 2]")
     (tmp_path / "clip").mkdir()

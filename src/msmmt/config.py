@@ -473,7 +473,9 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str) -> str:
+    """One line per invalid key of ``err``: ``source: key: message`` (``unknown key`` for a key
+    the config does not have)."""
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
@@ -490,7 +492,7 @@ def _validate(raw: dict[str, Any], source: str) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(format_errors(err, source)) from None
 
 
 def _resolve(name_or_path: str | Path) -> Path:

@@ -13,6 +13,7 @@ written last, so a folder with a config holds complete weights.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
-from msmmt.config import Config
+from msmmt.config import Config, format_errors
 from msmmt.core.io import atomic_path, atomic_write_json
 from msmmt.model.build import build_model
 from msmmt.model.ensemble import SeedEnsemble
@@ -71,7 +72,7 @@ def load_checkpoint(
     try:
         config = Config.model_validate(_read_json(directory / CONFIG, "config"))
     except ValidationError as err:
-        raise CheckpointError(f"{directory / CONFIG}: invalid config: {err}") from err
+        raise CheckpointError(_one_line(format_errors(err, str(directory / CONFIG)))) from err
     extra_path = directory / EXTRA
     extra = _read_json(extra_path, "extra") if extra_path.exists() else {}
     if not isinstance(extra, dict):
@@ -88,8 +89,35 @@ def load_checkpoint(
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"{weights}: weights do not match {directory / CONFIG}: {err}") from err
+        raise CheckpointError(
+            f"{weights}: weights do not match {directory / CONFIG}: {_mismatch(err)}"
+        ) from err
     return model.to(map_location).eval(), config, extra
+
+
+def _one_line(problems: str) -> str:
+    """The first of several lines, and how many more there are."""
+    first, *rest = problems.splitlines()
+    return first + (f" (and {len(rest)} more)" if rest else "")
+
+
+def _mismatch(err: RuntimeError) -> str:
+    """The first problem of a ``load_state_dict`` error (a missing or unexpected key, a size
+    mismatch) and how many there are, instead of its pages of text."""
+    problems = []
+    for line in str(err).splitlines()[1:]:
+        line = line.strip().rstrip(".").strip()
+        if line.startswith(("Missing key(s)", "Unexpected key(s)")):
+            what, keys = line.split(": ", 1)
+            problems += [f"{what.split(' ')[0].lower()} key {k.strip()}" for k in keys.split(", ")]
+        elif line:
+            sizes = re.findall(r"torch\.Size\(\[([^\]]*)\]\)", line)
+            name = line.split(": copying")[0]
+            problems.append(f"{name}: ({sizes[0]}) in the file, ({sizes[1]}) in the model"
+                            if len(sizes) == 2 else name)
+    if not problems:
+        return str(err)
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
 def _read_json(path: Path, what: str) -> Any:
