@@ -165,6 +165,7 @@ def trained(tmp_path_factory):
         ],
     )
     assert result.exit_code == 0, result.output
+    assert result.output.startswith("saved ") and len(result.output.splitlines()) == 1  # -q
     return root, {s.key: s for s in raw}
 
 

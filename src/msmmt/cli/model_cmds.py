@@ -68,7 +68,8 @@ def train(
     try:
         cfg, samples = training_set(cfg, data, dataset)
         subjects = len({s.subject for s in samples})
-        typer.echo(f"training on {len(samples)} clips of {subjects} subjects -> {model_dir}")
+        if STATE.verbosity >= 0:
+            typer.echo(f"training on {len(samples)} clips of {subjects} subjects -> {model_dir}")
         result = fit(cfg, samples, out_dir=model_dir, progress=STATE.verbosity >= 0)
         source = {"data": str(data.resolve()), "dataset": dataset}
         save_trained(result, cfg, samples, model_dir, source)
