@@ -38,7 +38,13 @@ from tqdm.auto import tqdm
 
 from msmmt.config import PreprocessConfig, SpotConfig
 from msmmt.core.records import DatasetError
-from msmmt.data.readers.clip import VIDEO_EXTENSIONS, read_clip
+from msmmt.data.readers.clip import (
+    VIDEO_EXTENSIONS,
+    check_same_size,
+    decode_frame,
+    open_video,
+    read_clip,
+)
 from msmmt.inference.predict import Analysis, Predictor
 from msmmt.ops.face import face_landmarks, follow_face
 from msmmt.ops.motion_signal import smooth
@@ -105,9 +111,7 @@ def _frames(
     does not open, or a folder frame that does not decode or differs in size from the first.
     """
     if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise DatasetError(f"cannot open video {path}")
+        capture = open_video(path)
         total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         return _video_frames(capture, wanted), total, capture.get(cv2.CAP_PROP_FPS) or None
     sample = read_clip(path)  # a folder of numbered frames (raises DatasetError otherwise)
@@ -139,16 +143,9 @@ def _folder_frames(
     for number, frame in zip(numbers, files, strict=True):
         if wanted is not None and not wanted(number):
             continue
-        image = cv2.imread(str(frame), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"cannot decode frame {frame} (corrupt or not an image)")
-        if first is None:
-            first = (frame, image.shape)
-        elif image.shape != first[1]:
-            raise DatasetError(
-                f"frame {frame} is {image.shape[1]}x{image.shape[0]}, unlike {first[0]} "
-                f"({first[1][1]}x{first[1][0]}): the frames of a video must be of one size"
-            )
+        image = decode_frame(frame)
+        first = first or (str(frame), image.shape)
+        check_same_size(str(frame), image, *first)
         yield number, image[..., ::-1]
 
 

@@ -16,7 +16,9 @@ from msmmt.core.keyframes import resolve_marks
 from msmmt.core.records import DatasetError, Sample
 from msmmt.data.readers._frames import existing, numbered_frames
 
-__all__ = ["VIDEO_EXTENSIONS", "load_frames", "read_clip"]
+__all__ = [
+    "VIDEO_EXTENSIONS", "check_same_size", "decode_frame", "load_frames", "open_video", "read_clip",
+]
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,8 @@ VIDEO_EXTENSIONS = frozenset(
 )
 
 
-def _open_video(path: Path) -> cv2.VideoCapture:
+def open_video(path: Path) -> cv2.VideoCapture:
+    """An opened capture of the video at ``path``; DatasetError naming it if it does not open."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DatasetError(f"cannot open video {path}")
@@ -35,7 +38,7 @@ def _open_video(path: Path) -> cv2.VideoCapture:
 def _count_frames(path: Path) -> tuple[int, str | None]:
     """Frames of the video counted by decoding (container headers can be wrong), and a
     warning when fewer decode than the header announces (a truncated or damaged file)."""
-    capture = _open_video(path)
+    capture = open_video(path)
     try:
         announced = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         n = 0
@@ -101,7 +104,8 @@ def read_clip(
     )
 
 
-def _decode(path: Path) -> np.ndarray:
+def decode_frame(path: Path) -> np.ndarray:
+    """The image file at ``path`` as BGR; DatasetError naming it if it cannot be decoded."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -114,7 +118,7 @@ def _decode(path: Path) -> np.ndarray:
 
 def _video_frames(video: Path, numbers: list[int]):
     """Yield the frames of ``video`` with the given (increasing, 0-based) indices, as BGR."""
-    capture = _open_video(video)
+    capture = open_video(video)
     wanted = set(numbers)
     try:
         for index in range(numbers[-1] + 1):
@@ -156,15 +160,20 @@ def load_frames(sample: Sample, first: int | None = None, last: int | None = Non
             p for p, n in zip(sample.frames, sample.frame_numbers, strict=True) if lo <= n <= hi
         ]
         names = [str(p) for p in paths]
-        images = (_decode(p) for p in paths)
+        images = (decode_frame(p) for p in paths)
     out = None
     for t, (name, image) in enumerate(zip(names, images, strict=True)):
         if out is None:
             out = np.empty((len(numbers), *image.shape), np.uint8)
-        elif image.shape != out.shape[1:]:
-            raise DatasetError(
-                f"frame {name} is {image.shape[1]}x{image.shape[0]}, "
-                f"unlike the clip's first frame ({out.shape[2]}x{out.shape[1]})"
-            )
+        check_same_size(name, image, names[0], out.shape[1:])
         out[t] = image[..., ::-1]  # BGR -> RGB
     return out
+
+
+def check_same_size(name: str, image: np.ndarray, first: str, shape: tuple[int, ...]) -> None:
+    """Refuse frame ``name`` unless ``image`` has the ``shape`` of the clip's ``first`` frame."""
+    if image.shape != tuple(shape):
+        raise DatasetError(
+            f"frame {name} is {image.shape[1]}x{image.shape[0]}, unlike the first frame "
+            f"{first} ({shape[1]}x{shape[0]}): the frames of a clip must be of one size"
+        )
