@@ -9,6 +9,7 @@ themselves on :data:`app`. Global options come before the subcommand::
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -148,18 +149,26 @@ def load_or_fail(config: str | Path | None = None) -> Config:
 
 def load_predictor(model_dir: Path):
     """The :class:`~msmmt.inference.predict.Predictor` of ``model_dir`` on the global
-    ``--device`` (default: the CPU), or a one-line failure."""
+    ``--device`` (default: the CPU), or a one-line failure; a note (stderr) when its model
+    was trained on apex face crops."""
     from msmmt.inference.predict import Predictor
     from msmmt.model.checkpoint import CheckpointError
 
     if not model_dir.exists():
         raise fail(f"{model_dir}: no such checkpoint folder")
     try:
-        return Predictor(model_dir, device=STATE.device or "cpu")
+        predictor = Predictor(model_dir, device=STATE.device or "cpu")
     except CheckpointError as err:
         raise fail(f"not a usable checkpoint: {err}") from None
     except ConfigError as err:
         raise fail(str(err)) from None
+    if predictor.texture_is_apex:
+        typer.echo(
+            "note: the model was trained on apex face crops as texture images: using the "
+            "aligned apex face; its motion images came from another flow pipeline than ours",
+            err=True,
+        )
+    return predictor
 
 
 def check_pretrained(cfg: Config) -> None:
@@ -184,4 +193,17 @@ def check_folder(path: Path) -> Path:
     """``path``, a folder to write into; a one-line failure when a file is there."""
     if path.exists() and not path.is_dir():
         raise fail(f"{path}: exists and is not a folder (a folder to write into is expected)")
+    return path
+
+
+def check_writable(path: Path, option: str = "--out", folder: bool = False) -> Path:
+    """``path``, a file (with ``folder``: a folder) to be written, checked before any work:
+    a one-line failure when a file stands where it or one of its folders would be, or the
+    nearest existing folder cannot be written into."""
+    full = path.absolute()
+    existing = next(p for p in ((full, *full.parents) if folder else full.parents) if p.exists())
+    if not existing.is_dir():
+        raise fail(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise fail(f"{option} {path}: cannot write into {existing} (permission denied)")
     return path

@@ -23,6 +23,7 @@ from msmmt.cli.app import (
     app,
     check_folder,
     check_pretrained,
+    check_writable,
     fail,
     load_or_fail,
     load_predictor,
@@ -88,18 +89,7 @@ def _predictor(model_dir: Path, clip: Path):
         raise fail(f"{model_dir}: no such checkpoint folder")
     if not clip.exists():
         raise fail(f"{clip}: no such clip (expected a folder of frames or a video file)")
-    return note_texture(load_predictor(model_dir))
-
-
-def note_texture(predictor):
-    """``predictor``, after a note (stderr) when its model was trained on apex face crops."""
-    if predictor.texture_is_apex:
-        typer.echo(
-            "note: the model was trained on apex face crops as texture images: using the "
-            "aligned apex face; its motion images came from another flow pipeline than ours",
-            err=True,
-        )
-    return predictor
+    return load_predictor(model_dir)
 
 
 def _analyse(predictor, clip: Path, onset: int | None, apex: int | None, offset: int | None):
@@ -110,19 +100,6 @@ def _analyse(predictor, clip: Path, onset: int | None, apex: int | None, offset:
         return predictor.analyse(clip, onset, apex, offset)
     except DatasetError as err:
         raise fail(str(err)) from None
-
-
-def check_writable(path: Path, option: str = "--out", folder: bool = False) -> Path:
-    """``path``, a file (with ``folder``: a folder) to be written, checked before any work:
-    a one-line failure when a file stands where it or one of its folders would be, or the
-    nearest existing folder cannot be written into."""
-    full = path.absolute()
-    existing = next(p for p in ((full, *full.parents) if folder else full.parents) if p.exists())
-    if not existing.is_dir():
-        raise fail(f"{option} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise fail(f"{option} {path}: cannot write into {existing} (permission denied)")
-    return path
 
 
 @app.command()

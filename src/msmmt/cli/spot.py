@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from msmmt.cli.app import STATE, app, fail, load_or_fail, load_predictor
-from msmmt.cli.model_cmds import check_writable, note_texture
+from msmmt.cli.app import STATE, app, check_writable, fail, load_or_fail, load_predictor
 
 if TYPE_CHECKING:
     import numpy as np
@@ -161,7 +160,7 @@ def spot_cmd(
     cfg = load_or_fail()
     _check_out(out, video, truth)
     marks = _read_truth(truth) if truth is not None else None
-    predictor = note_texture(load_predictor(classify)) if classify is not None else None
+    predictor = load_predictor(classify) if classify is not None else None
     start = time.perf_counter()
     try:
         found = spot(
