@@ -17,9 +17,11 @@ its peaks, and each peak's onset, apex and offset. Frame numbers are a video's
     for iv in found.intervals:
         print(iv.onset, iv.apex, iv.offset, iv.score)
 
-:func:`classify_intervals` then runs a trained model on each interval, reading the video
-once more and decoding only the intervals' frames (:func:`interval_frames`); an interval
-that cannot be classified is reported and the others go on.
+:func:`classify_intervals` then runs a trained model on each interval in two more passes
+over a video, whatever the number of intervals: one that counts its frames
+(:func:`msmmt.data.readers.read_clip`) and one that decodes only the intervals' frames
+(:func:`interval_frames`); an interval that cannot be classified is reported and the
+others go on.
 """
 
 from __future__ import annotations
@@ -333,8 +335,9 @@ def classify_intervals(
     """The predictor's analysis of each interval of the video or frame folder at ``path``
     (its onset, apex and offset as the marks), or the DatasetError that made it fail (no
     face, frames that no longer decode, a video ending early): one bad interval does not
-    stop the others. The video is read once (:func:`interval_frames`); results come in the
-    order of the offsets, those that failed to be read last."""
+    stop the others. A video is counted once (``read_clip``) and its intervals' frames
+    decoded in one pass (:func:`interval_frames`); results come in the order of the
+    offsets, those that failed to be read last."""
     path = Path(path)
     left = list(dict.fromkeys(intervals))
     try:
