@@ -13,7 +13,6 @@ written last, so a folder with a config holds complete weights.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,9 @@ def load_checkpoint(
     try:
         config = Config.model_validate(_read_json(directory / CONFIG, "config"))
     except ValidationError as err:
-        raise CheckpointError(_one_line(format_errors(err, str(directory / CONFIG)))) from err
+        raise CheckpointError(
+            _one_line(format_errors(err, str(directory / CONFIG)).splitlines())
+        ) from err
     extra_path = directory / EXTRA
     extra = _read_json(extra_path, "extra") if extra_path.exists() else {}
     if not isinstance(extra, dict):
@@ -86,38 +87,35 @@ def load_checkpoint(
         raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from err
     model_cfg = config.model.model_copy(update={"pretrained": None})
     model = build_model(model_cfg)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
+    problems = _mismatches(model.state_dict(), state)
+    if problems:
         raise CheckpointError(
-            f"{weights}: weights do not match {directory / CONFIG}: {_mismatch(err)}"
-        ) from err
+            f"{weights}: weights do not match {directory / CONFIG}: {_one_line(problems)}"
+        )
+    model.load_state_dict(state)
     return model.to(map_location).eval(), config, extra
 
 
-def _one_line(problems: str) -> str:
-    """The first of several lines, and how many more there are."""
-    first, *rest = problems.splitlines()
+def _one_line(problems: list[str]) -> str:
+    """The first of several problems, and how many more there are."""
+    first, *rest = problems
     return first + (f" (and {len(rest)} more)" if rest else "")
 
 
-def _mismatch(err: RuntimeError) -> str:
-    """The first problem of a ``load_state_dict`` error (a missing or unexpected key, a size
-    mismatch) and how many there are, instead of its pages of text."""
-    problems = []
-    for line in str(err).splitlines()[1:]:
-        line = line.strip().rstrip(".").strip()
-        if line.startswith(("Missing key(s)", "Unexpected key(s)")):
-            what, keys = line.split(": ", 1)
-            problems += [f"{what.split(' ')[0].lower()} key {k.strip()}" for k in keys.split(", ")]
-        elif line:
-            sizes = re.findall(r"torch\.Size\(\[([^\]]*)\]\)", line)
-            name = line.split(": copying")[0]
-            problems.append(f"{name}: ({sizes[0]}) in the file, ({sizes[1]}) in the model"
-                            if len(sizes) == 2 else name)
-    if not problems:
-        return str(err)
-    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+def _mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> list[str]:
+    """How the tensors ``found`` in a file differ from the ``expected`` state of the model:
+    missing and unexpected keys, then tensors of another shape (``load_state_dict``'s
+    checks, without its pages of text)."""
+
+    def shape(t: torch.Tensor) -> str:
+        return ", ".join(map(str, t.shape))
+
+    return [
+        *(f"missing key {k}" for k in expected if k not in found),
+        *(f"unexpected key {k}" for k in found if k not in expected),
+        *(f"size mismatch for {k}: ({shape(found[k])}) in the file, ({shape(v)}) in the model"
+          for k, v in expected.items() if k in found and found[k].shape != v.shape),
+    ]
 
 
 def _read_json(path: Path, what: str) -> Any:
