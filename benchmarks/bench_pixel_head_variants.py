@@ -61,7 +61,7 @@ from msmmt.config import load_config
 from msmmt.core.labels import class_names
 from msmmt.core.threads import limit_threads
 from msmmt.data.readers import read_for_training
-from msmmt.engine.baselines import pixel_classifier
+from msmmt.engine.baselines import fit_pixels, pixel_classifier
 from msmmt.engine.dataset import ModalityDataset
 from msmmt.engine.metrics import scores
 from msmmt.evaluation.results import load_run
@@ -106,12 +106,9 @@ def _svm_proba(cfg, xs: np.ndarray, ys: np.ndarray, xt: np.ndarray) -> np.ndarra
 
 
 def _svm_softmax(cfg, xs: np.ndarray, ys: np.ndarray, xt: np.ndarray) -> np.ndarray:
-    """The ``svm`` baseline's probabilities: softmax of the one-vs-rest decision values."""
-    svm = pixel_classifier(cfg.baseline.model_copy(update={"kind": "svm"}), cfg.seed).fit(xs, ys)
-    z = np.full((len(xt), 3), -np.inf)
-    z[:, svm[-1].classes_] = svm.decision_function(xt)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    """The ``svm`` baseline's probabilities (:func:`msmmt.engine.baselines.fit_pixels`)."""
+    svm = cfg.model_copy(update={"baseline": cfg.baseline.model_copy(update={"kind": "svm"})})
+    return fit_pixels(svm, xs, ys, xt, 3).probabilities
 
 
 def _kernel_logreg(cfg, xs: np.ndarray, ys: np.ndarray, xt: np.ndarray) -> np.ndarray:

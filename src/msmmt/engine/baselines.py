@@ -38,6 +38,7 @@ from msmmt.model.ststnet import STSTNet
 __all__ = [
     "BaselineResult",
     "fit_baseline",
+    "fit_pixels",
     "fit_ststnet",
     "motion_pixels",
     "pixel_classifier",
@@ -89,7 +90,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit_pixels(cfg: Config, x_train, y_train, x_test, n_classes: int) -> BaselineResult:
+def fit_pixels(cfg: Config, x_train, y_train, x_test, n_classes: int) -> BaselineResult:
     """Fit the pixel classifier; scores scattered into all ``n_classes`` columns (a class
     absent from the training fold scores 0 / -inf)."""
     pipeline = pixel_classifier(cfg.baseline, cfg.seed)
@@ -159,4 +160,4 @@ def fit_baseline(cfg: Config, train: list[Sample], test: list[Sample]) -> Baseli
     y_train = label_indices([s.label for s in train], classes, [s.key for s in train])
     if cfg.baseline.kind == "ststnet":
         return _fit_ststnet_fold(cfg, x_train, y_train, x_test, len(classes))
-    return _fit_pixels(cfg, x_train, y_train, x_test, len(classes))
+    return fit_pixels(cfg, x_train, y_train, x_test, len(classes))
